@@ -1,0 +1,20 @@
+"""Classical (model-based) deconvolution: inverse filter, Wiener/Tikhonov, Richardson–Lucy,
+TV by ADMM and the hyper-Laplacian prior."""
+
+from .hyper_laplacian import hyper_laplacian
+from .inverse import inverse_filter
+from .richardson_lucy import i_divergence, richardson_lucy
+from .tv_admm import admm_deconvolve, tv_admm
+from .wiener import edgetaper, wiener, wiener_padded
+
+__all__ = [
+    "admm_deconvolve",
+    "edgetaper",
+    "hyper_laplacian",
+    "i_divergence",
+    "inverse_filter",
+    "richardson_lucy",
+    "tv_admm",
+    "wiener",
+    "wiener_padded",
+]

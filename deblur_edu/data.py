@@ -1,0 +1,335 @@
+"""Images and data: offline samples, dead leaves, the on-the-fly blur dataset, the data directory.
+
+Data directory lookup order (:func:`data_dir`): an explicit argument → the environment
+variable ``DEBLUR_EDU_DATA`` → the user cache directory (``$XDG_CACHE_HOME/deblur_edu`` or
+``~/.cache/deblur_edu``), where ``python -m deblur_edu.data download`` stores the original
+benchmark files, each checked against its sha256.
+
+Layout inside it::
+
+    levin09/Levin09.mat            (original, MATLAB v7.3)
+    levin09/levin09_kernels.npz    (optional: the same kernels as arrays k1…k8)
+    set12/01.png … set12/12.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .validation import check_image
+
+ENV_VAR = "DEBLUR_EDU_DATA"
+#: Commit of the public KAIR repository (Kai Zhang) whose files we download.
+KAIR_COMMIT = "fc1732f4a4514e42ce15e5b3a1e18c828af47a1e"
+BASE_URL = f"https://raw.githubusercontent.com/cszn/KAIR/{KAIR_COMMIT}"
+
+#: relative path → (path in the KAIR repository, sha256)
+REMOTE_FILES: dict[str, tuple[str, str]] = {
+    "levin09/Levin09.mat": (
+        "kernels/Levin09.mat",
+        "377ce2fa5c95784cf454eb1c6e286038dc2ace76fb94a15ba6383a8f7b48aa1d",
+    ),
+    **{
+        f"set12/{name}.png": (f"testsets/set12/{name}.png", sha)
+        for name, sha in [
+            ("01", "079229e13faff0a262a9d3eb9a7fa60868203f9b8545de6fb75aadf6fbca4296"),
+            ("02", "576b2b3b6ff4d7e6c8ddccb0df645774f9b986c81219c28e16ba1935990a0b29"),
+            ("03", "92de94d7b8ef9e645546821150eff5c765d0d29666f9bc7d20b61063f35c3305"),
+            ("04", "839fb4770a5a71ab80f18b04a3521b7464451bb3d3e3c6555d538247599fe843"),
+            ("05", "1707ee6fd18fe7d55a1ac7a2cc8818b1e5d5c4a1d6974d8cd4acc9e0f11025fc"),
+            ("06", "02d125470b396b2c63fa428e65920a88e721d5558c54a5c0d25075c934bd0469"),
+            ("07", "83d42aae735bde17c8e92e5c2544b07dd4ff2b77caaa64f5d3bcc34668f79597"),
+            ("08", "f07124a0b4bb493660210c209070aa9c9187e9e085a9f026a51a2b9f57e25f15"),
+            ("09", "764b8a2748cc7ad381cccc047c5e512cb528c197ba86adb83aa339e8932e66c0"),
+            ("10", "18bea4de1634456f5791d16301863fc974401d144cd6afb86f09a6be4620fe54"),
+            ("11", "a8791afbd2af4f977f30c3a9a72a50204264440c27b1f4bb282a085eb680abe1"),
+            ("12", "f6acd12953db8c1f5a0dda53fef4233be37a61702cd22d5be742cf7c039021f2"),
+        ]
+    },
+}
+
+DOWNLOAD_HINT = (
+    f"Set the environment variable {ENV_VAR} to a folder with this layout, pass "
+    f"data_dir=..., or download the originals (online) with: python -m deblur_edu.data download"
+)
+
+
+# ----- the data directory -------------------------------------------------------------
+def cache_dir() -> Path:
+    """The per-user cache folder where downloads go."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "deblur_edu"
+
+
+def data_dir(path: str | Path | None = None) -> Path:
+    """Resolve the data directory: ``path`` → ``$DEBLUR_EDU_DATA`` → :func:`cache_dir`.
+
+    An explicitly given folder (argument or environment variable) must exist.
+    """
+    for source, candidate in (("data_dir argument", path), (ENV_VAR, os.environ.get(ENV_VAR))):
+        if candidate:
+            p = Path(candidate).expanduser()
+            if not p.is_dir():
+                raise FileNotFoundError(f"data directory {p} (from {source}) does not exist. {DOWNLOAD_HINT}")
+            return p
+    return cache_dir()
+
+
+def fetch(relative: str, path: str | Path | None = None) -> Path:
+    """Path of a data file inside the data directory; a clear error if it is missing."""
+    root = data_dir(path)
+    f = root / relative
+    if not f.is_file():
+        raise FileNotFoundError(f"missing data file {relative!r} in {root}. {DOWNLOAD_HINT}")
+    return f
+
+
+def sha256(path: str | Path) -> str:
+    """Hex sha256 digest of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def download(
+    relative: str, root: str | Path | None = None, base_url: str = BASE_URL, force: bool = False
+) -> Path:
+    """Download one file of :data:`REMOTE_FILES` into ``root``, verifying its sha256.
+
+    The file is written to a temporary name and moved into place only if the hash
+    matches, so an interrupted or tampered download never leaves a bad file behind.
+    ``base_url`` may be a ``file://`` URL (that is how the tests exercise this code).
+    """
+    if relative not in REMOTE_FILES:
+        raise ValueError(f"unknown data file {relative!r}; known: {sorted(REMOTE_FILES)}")
+    remote, expected = REMOTE_FILES[relative]
+    root = Path(root) if root is not None else cache_dir()
+    target = root / relative
+    if target.is_file() and not force and sha256(target) == expected:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as tmp:
+        with urllib.request.urlopen(f"{base_url}/{remote}", timeout=60) as response:
+            shutil.copyfileobj(response, tmp)
+    got = sha256(tmp.name)
+    if got != expected:
+        os.unlink(tmp.name)
+        raise OSError(f"sha256 mismatch for {relative}: expected {expected}, got {got}; not saved.")
+    os.replace(tmp.name, target)
+    return target
+
+
+def download_all(root: str | Path | None = None, base_url: str = BASE_URL) -> list[Path]:
+    """Download every benchmark file (Levin 2009 kernels, Set12)."""
+    return [download(rel, root, base_url) for rel in REMOTE_FILES]
+
+
+# ----- images -------------------------------------------------------------------------
+def to_gray(rgb: np.ndarray) -> np.ndarray:
+    """Luminance ``0.2125 R + 0.7154 G + 0.0721 B`` (ITU-R BT.709, as scikit-image's rgb2gray)."""
+    return rgb[..., :3] @ np.array([0.2125, 0.7154, 0.0721])
+
+
+def image_to_tensor(image: np.ndarray, gray: bool = True) -> torch.Tensor:
+    """An ``(H, W)`` or ``(H, W, 3)`` array (uint8 or float in [0, 1]) → float32 (1, C, H, W)."""
+    a = np.asarray(image)
+    a = a / 255.0 if a.dtype == np.uint8 else a.astype(np.float64)
+    if a.ndim == 3 and gray:
+        a = to_gray(a)
+    t = torch.from_numpy(np.ascontiguousarray(a)).float()
+    return t[None, None] if t.dim() == 2 else t.permute(2, 0, 1)[None, :3]
+
+
+def load_image(path: str | Path, gray: bool = True) -> torch.Tensor:
+    """Read a PNG/JPEG as a float32 (1, C, H, W) tensor in [0, 1] (RGB → gray if ``gray``)."""
+    from skimage import io
+
+    return image_to_tensor(io.imread(path), gray)
+
+
+def centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    """The central size×size window of the last two axes."""
+    H, W = x.shape[-2:]
+    if H < size or W < size:
+        raise ValueError(f"cannot crop {size}×{size} from a {H}×{W} image; use a smaller crop.")
+    top, left = (H - size) // 2, (W - size) // 2
+    return x[..., top : top + size, left : left + size]
+
+
+#: scikit-image images that ship with the package (no download needed).
+SAMPLE_NAMES = ("camera", "astronaut", "coffee", "chelsea", "rocket", "brick", "grass", "gravel", "moon")
+
+
+def sample_image(name: str = "camera", gray: bool = True) -> torch.Tensor:
+    """One of scikit-image's bundled images, float32 (1, C, H, W) in [0, 1] — works offline."""
+    import skimage.data
+
+    if name not in SAMPLE_NAMES:
+        raise ValueError(f"unknown sample image {name!r}; choose one of {SAMPLE_NAMES}.")
+    return image_to_tensor(getattr(skimage.data, name)(), gray)
+
+
+def set12(names: list[str], data_dir_: str | Path | None = None) -> dict[str, torch.Tensor]:
+    """Set12 images by name ('01'…'12') from the data directory, as (1, 1, H, W) tensors."""
+    return {n: load_image(fetch(f"set12/{n}.png", data_dir_)) for n in names}
+
+
+def dead_leaves(
+    size: int = 128,
+    generator: torch.Generator | None = None,
+    n_disks: int = 2000,
+    r_min: float = 1.0,
+    r_max: float | None = None,
+    chunk: int = 256,
+) -> torch.Tensor:
+    r"""A dead-leaves image: occluding disks with radii ∝ r⁻³ — natural-image statistics.
+
+    Disks fall one after another on the canvas, each hiding what lies below. With the
+    radius density p(r) ∝ r⁻³ on [r_min, r_max] the image is scale-invariant and has
+    heavy-tailed gradients, like photographs (Lee, Mumford & Huang, IJCV 2001), which
+    makes it a good synthetic training image that shares nothing with any test set.
+
+    The last disk covering a pixel is found for chunks of disks at once (no per-pixel
+    loop): ``top[p] = max{ i : p ∈ disk_i }``.
+
+    Returns:
+        float32 (1, 1, size, size) in [0, 1].
+    Example:
+        >>> x = dead_leaves(64, torch.Generator().manual_seed(0))
+        >>> x.shape
+        torch.Size([1, 1, 64, 64])
+    """
+    g = generator if generator is not None else torch.Generator().manual_seed(0)
+    r_max = r_max or size / 4
+    u = torch.rand(n_disks, generator=g, dtype=torch.float64)
+    # inverse CDF of p(r) ∝ r^-3 on [r_min, r_max]
+    radius = (r_min**-2 - u * (r_min**-2 - r_max**-2)) ** -0.5
+    centre = torch.rand(n_disks, 2, generator=g, dtype=torch.float64) * (size + 2 * r_max) - r_max
+    value = torch.rand(n_disks + 1, generator=g, dtype=torch.float64)  # last = background
+    rows, cols = torch.meshgrid(torch.arange(size, dtype=torch.float64), torch.arange(size, dtype=torch.float64), indexing="ij")
+    top = torch.full((size, size), -1, dtype=torch.long)
+    for start in range(0, n_disks, chunk):
+        c = centre[start : start + chunk]
+        r = radius[start : start + chunk]
+        inside = (rows - c[:, 0, None, None]) ** 2 + (cols - c[:, 1, None, None]) ** 2 <= r[:, None, None] ** 2
+        ids = torch.arange(start, start + len(r))[:, None, None]
+        top = torch.maximum(top, torch.where(inside, ids, -1).max(0).values)
+    img = value[top]  # index -1 picks the background value
+    return img.float()[None, None]
+
+
+def valid_blur_pair(
+    scene: torch.Tensor, k: torch.Tensor, sigma: float, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Blur a scene with the ``valid`` model: returns (y, x) with x the scene's centre.
+
+    ``y = valid(k ⊛ scene) + n`` has the shape of ``x = crop(scene)``: the pixels of the
+    scene outside ``x`` were blurred into ``y`` but are never seen sharp.
+    """
+    from .physics import Blur, add_noise, crop
+
+    A = Blur(k, "valid")
+    y = add_noise(A(scene), sigma, generator)
+    return y, crop(scene, A.pads)
+
+
+class BlurDataset(torch.utils.data.Dataset):
+    """On-the-fly blur pairs: sharp crop, random camera-shake kernel, random σ.
+
+    Sample ``i`` is a pure function of ``(seed, i)``: its own ``torch.Generator`` picks a
+    source (dead leaves, or a random crop of one of the offline sample images), a
+    camera-shake kernel and a noise level ``σ ~ U[sigma_min, sigma_max]``; the blurred
+    image is made with the physically right ``valid`` model, optionally quantised to
+    8 bits like a real camera. Nothing here touches the benchmark's test images or kernels.
+
+    Returns a dict: ``blurred`` (1, P, P), ``sharp`` (1, P, P), ``kernel`` (1, K, K),
+    ``sigma`` (scalar tensor).
+
+    Example:
+        >>> ds = BlurDataset(length=8, patch=64, kernel_size=15)
+        >>> sorted(ds[0])
+        ['blurred', 'kernel', 'sharp', 'sigma']
+    """
+
+    def __init__(
+        self,
+        length: int = 1000,
+        patch: int = 128,
+        kernel_size: int = 25,
+        sigma_range: tuple[float, float] = (0.0, 0.04),
+        dead_leaves_fraction: float = 0.5,
+        images: list[torch.Tensor] | None = None,
+        quantise: bool = True,
+        seed: int = 0,
+    ):
+        self.length = length
+        self.patch = patch
+        self.kernel_size = kernel_size
+        self.sigma_range = sigma_range
+        self.dead_leaves_fraction = dead_leaves_fraction
+        self.images = images if images is not None else [sample_image(n) for n in SAMPLE_NAMES]
+        for i, img in enumerate(self.images):
+            check_image(img, f"images[{i}]")
+        self.quantise = quantise
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _scene(self, g: torch.Generator) -> torch.Tensor:
+        side = self.patch + self.kernel_size - 1
+        if float(torch.rand(1, generator=g)) < self.dead_leaves_fraction:
+            return dead_leaves(side, g, n_disks=max(500, side * 8))
+        img = self.images[int(torch.randint(len(self.images), (1,), generator=g))]
+        H, W = img.shape[-2:]
+        top = int(torch.randint(H - side + 1, (1,), generator=g))
+        left = int(torch.randint(W - side + 1, (1,), generator=g))
+        return img[..., top : top + side, left : left + side].mean(1, keepdim=True)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        if not 0 <= i < self.length:
+            raise IndexError(i)
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
+        scene = self._scene(g)
+        from .kernels import camera_shake
+
+        k = camera_shake(self.kernel_size, g)
+        lo, hi = self.sigma_range
+        sigma = lo + (hi - lo) * float(torch.rand(1, generator=g))
+        y, x = valid_blur_pair(scene, k, sigma, g)
+        if self.quantise:
+            y = torch.round(y.clamp(0, 1) * 255) / 255
+        return {"blurred": y[0], "sharp": x[0], "kernel": k[0], "sigma": torch.tensor(sigma)}
+
+
+# ----- command line -------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deblur_edu.data", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    dl = sub.add_parser("download", help="download Levin 2009 kernels and Set12 (needs the network)")
+    dl.add_argument("--dir", default=None, help="target folder (default: the user cache directory)")
+    dl.add_argument("--base-url", default=BASE_URL)
+    sub.add_parser("where", help="print the data directory in use")
+    args = parser.parse_args(argv)
+    if args.command == "where":
+        print(data_dir())
+        return 0
+    for p in download_all(args.dir or data_dir(), args.base_url):
+        print(p)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""Blur kernels (point-spread functions): defocus, motion, camera shake, Levin et al. 2009.
+
+Every function returns a float tensor of shape ``(1, 1, h, w)`` that is non-negative and
+sums to 1, ready for :class:`deblur_edu.physics.Blur`. Random kernels take an explicit
+``torch.Generator`` so experiments are reproducible.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .validation import check_positive
+
+
+def _normalise(k: torch.Tensor) -> torch.Tensor:
+    return (k / k.sum()).reshape(1, 1, *k.shape[-2:])
+
+
+def _grid(size: int, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel coordinates (rows, cols) relative to the kernel centre ``size // 2``."""
+    r = torch.arange(size, dtype=dtype) - size // 2
+    return torch.meshgrid(r, r, indexing="ij")
+
+
+def gaussian(size: int, std: float, dtype=torch.float32) -> torch.Tensor:
+    """Isotropic Gaussian kernel ``k(u, v) ∝ exp(−(u² + v²) / (2·std²))`` on a size×size grid.
+
+    A model of atmospheric turbulence or a mildly defocused lens.
+
+    Example:
+        >>> gaussian(7, 1.0).shape
+        torch.Size([1, 1, 7, 7])
+    """
+    check_positive(std, "std")
+    u, v = _grid(size, torch.float64)
+    return _normalise(torch.exp(-(u**2 + v**2) / (2 * std**2))).to(dtype)
+
+
+def disk(radius: float, size: int | None = None, dtype=torch.float32) -> torch.Tensor:
+    """Uniform disk (pillbox) of the given radius: the PSF of an out-of-focus lens.
+
+    Edge pixels get their fractional coverage (estimated on a 16×16 sub-pixel grid), so
+    the kernel changes smoothly with ``radius``.
+
+    Example:
+        >>> disk(3.0).shape
+        torch.Size([1, 1, 7, 7])
+    """
+    check_positive(radius, "radius")
+    size = size or 2 * math.ceil(radius) + 1
+    sub = 16
+    offsets = (torch.arange(sub, dtype=torch.float64) + 0.5) / sub - 0.5
+    u, v = _grid(size, torch.float64)
+    uu = u[..., None, None] + offsets[:, None]
+    vv = v[..., None, None] + offsets[None, :]
+    coverage = ((uu**2 + vv**2) <= radius**2).double().mean(dim=(-2, -1))
+    return _normalise(coverage).to(dtype)
+
+
+def _rasterise(points: torch.Tensor, size: int) -> torch.Tensor:
+    """Splat sub-pixel points (N, 2) (row, col relative to the centre) bilinearly on a grid."""
+    p = points + size // 2
+    p0 = torch.floor(p)
+    frac = p - p0
+    k = torch.zeros(size * size, dtype=points.dtype)
+    for dr in (0, 1):
+        for dc in (0, 1):
+            w = (frac[:, 0] if dr else 1 - frac[:, 0]) * (frac[:, 1] if dc else 1 - frac[:, 1])
+            r = (p0[:, 0] + dr).long()
+            c = (p0[:, 1] + dc).long()
+            inside = (r >= 0) & (r < size) & (c >= 0) & (c < size)
+            k.index_add_(0, (r * size + c)[inside], w[inside])
+    return k.reshape(size, size)
+
+
+def motion(length: float, angle: float, size: int | None = None, dtype=torch.float32) -> torch.Tensor:
+    """Linear motion blur: a segment of ``length`` pixels at ``angle`` degrees (counter-clockwise).
+
+    The segment is sampled densely and rasterised with bilinear weights, so non-integer
+    lengths and any angle are exact up to interpolation.
+
+    Example:
+        >>> motion(9, 30).shape
+        torch.Size([1, 1, 11, 11])
+    """
+    check_positive(length, "length")
+    size = size or 2 * math.ceil(length / 2) + 1
+    t = torch.linspace(-0.5, 0.5, max(int(length * 8), 2), dtype=torch.float64) * length
+    a = math.radians(angle)
+    points = torch.stack([-t * math.sin(a), t * math.cos(a)], dim=1)
+    return _normalise(_rasterise(points, size)).to(dtype)
+
+
+def camera_shake(
+    size: int = 25,
+    generator: torch.Generator | None = None,
+    extent: float | None = None,
+    steps: int = 64,
+    dtype=torch.float32,
+) -> torch.Tensor:
+    """A random camera-shake kernel: a smooth 2-D trajectory rasterised sub-pixel.
+
+    The camera's velocity is a random walk (white acceleration), so the position — its
+    running sum — is a smooth curve, as for a hand-held camera during the exposure
+    (in the spirit of Boracchi & Foi, "Modeling the performance of image restoration
+    from motion blur", IEEE TIP 2012). The curve is scaled so its longest side spans
+    ``extent`` pixels (default: uniform in [0.3, 0.9]·(size − 2)), sampled 16× per step,
+    centred on its centre of mass, and rasterised with bilinear weights.
+
+    Args:
+        size: kernel side (odd is customary).
+        generator: seeded ``torch.Generator`` for reproducibility.
+        extent: length in pixels of the trajectory's longest side.
+        steps: number of random-walk steps.
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> k = camera_shake(21, g)
+        >>> k.shape, round(float(k.sum()), 5)
+        (torch.Size([1, 1, 21, 21]), 1.0)
+    """
+    if generator is None:
+        generator = torch.Generator().manual_seed(0)
+    acc = torch.randn(steps, 2, generator=generator, dtype=torch.float64)
+    velocity = torch.randn(1, 2, generator=generator, dtype=torch.float64) * 2 + torch.cumsum(acc, 0)
+    path = torch.cumsum(velocity, 0)
+    # sub-sample the continuous (piecewise-linear) path
+    t = torch.linspace(0, steps - 1, 16 * steps, dtype=torch.float64)
+    i0 = t.floor().long().clamp(max=steps - 2)
+    f = (t - i0)[:, None]
+    points = path[i0] * (1 - f) + path[i0 + 1] * f
+    span = (points.max(0).values - points.min(0).values).max().clamp(min=1e-6)
+    if extent is None:
+        extent = float(0.3 + 0.6 * torch.rand(1, generator=generator, dtype=torch.float64)) * (size - 2)
+    points = (points - points.mean(0)) * (extent / span)
+    return _normalise(_rasterise(points, size)).to(dtype)
+
+
+def levin09(data_dir: str | Path | None = None, dtype=torch.float32) -> list[torch.Tensor]:
+    """The 8 motion-blur kernels of Levin, Weiss, Durand & Freeman, CVPR 2009.
+
+    Reads ``levin09/levin09_kernels.npz`` (arrays ``k1``…``k8``) or, failing that, the
+    original ``levin09/Levin09.mat`` (MATLAB v7.3 = HDF5, read with h5py and transposed
+    back to MATLAB orientation) from the data directory (see :func:`deblur_edu.data.data_dir`).
+    Sizes 19, 17, 15, 27, 13, 21, 23, 23; each renormalised to sum to 1.
+
+    These are the *test* kernels of the standard benchmark: never train on them.
+    """
+    from .data import fetch
+
+    try:
+        path = fetch("levin09/levin09_kernels.npz", data_dir)
+        arrays = np.load(path)
+        kernels = [arrays[f"k{i}"] for i in range(1, 9)]
+    except FileNotFoundError:
+        kernels = read_levin09_mat(fetch("levin09/Levin09.mat", data_dir))
+    return [_normalise(torch.from_numpy(np.ascontiguousarray(k)).to(torch.float64)).to(dtype) for k in kernels]
+
+
+def read_levin09_mat(path: str | Path) -> list[np.ndarray]:
+    """Read the 8 kernels from Levin09.mat (HDF5 cell array ``kernels``), MATLAB orientation."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        refs = f["kernels"]
+        return [np.array(f[refs[i, 0]]).T for i in range(refs.shape[0])]
+
+
+def pad_to(k: torch.Tensor, size: int) -> torch.Tensor:
+    """Zero-pad a kernel to size×size keeping its centre ``(h // 2, w // 2)`` at ``size // 2``.
+
+    Lets kernels of different sizes be stacked into one batch.
+    """
+    h, w = k.shape[-2:]
+    if h > size or w > size:
+        raise ValueError(f"kernel {h}×{w} does not fit in {size}×{size}; choose a larger size.")
+    c = size // 2
+    top, left = c - h // 2, c - w // 2
+    out = k.new_zeros(*k.shape[:-2], size, size)
+    out[..., top : top + h, left : left + w] = k
+    return out

@@ -1,0 +1,132 @@
+"""Every bad input named in the foundation issue gets a clear error — one test per case."""
+
+import pytest
+import torch
+
+from deblur_edu.classical import richardson_lucy, tv_admm, wiener
+from deblur_edu.data import data_dir, fetch
+from deblur_edu.kernels import gaussian
+from deblur_edu.physics import Blur, add_noise
+
+X = torch.rand(2, 1, 32, 32)
+K = gaussian(5, 1.0)
+
+
+def test_kernel_larger_than_image():
+    with pytest.raises(ValueError, match="larger than the"):
+        wiener(torch.rand(1, 1, 8, 8), gaussian(11, 2.0))
+
+
+def test_negative_kernel():
+    k = K.clone()
+    k[..., 0, 0] = -0.01
+    with pytest.raises(ValueError, match="negative entries"):
+        Blur(k)
+
+
+def test_non_finite_kernel():
+    k = K.clone()
+    k[..., 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN/Inf"):
+        Blur(k)
+
+
+def test_kernel_not_summing_to_one_is_refused_not_normalised():
+    with pytest.raises(ValueError, match="must sum to 1.*refused, not normalised"):
+        Blur(K * 2)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_nan_or_inf_in_image(bad):
+    y = X.clone()
+    y[0, 0, 3, 3] = bad
+    with pytest.raises(ValueError, match="NaN/Inf"):
+        wiener(y, K)
+
+
+def test_integer_dtype():
+    with pytest.raises(TypeError, match="integer dtype.*/ 255"):
+        wiener((X * 255).to(torch.uint8), K)
+
+
+def test_complex_dtype():
+    with pytest.raises(TypeError, match="complex dtype"):
+        wiener(X.to(torch.complex64), K)
+
+
+def test_not_a_tensor():
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        wiener(X.numpy(), K)
+
+
+@pytest.mark.parametrize("shape", [(32, 32), (1, 32, 32), (1, 1, 1, 32, 32)])
+def test_wrong_number_of_dimensions(shape):
+    with pytest.raises(ValueError, match=r"4 dimensions \(B, C, H, W\)"):
+        wiener(torch.rand(shape), K)
+
+
+def test_kernel_wrong_shape():
+    with pytest.raises(ValueError, match=r"\(B, 1, h, w\)"):
+        Blur(torch.ones(1, 3, 5, 5) / 75)
+
+
+def test_kernel_image_batch_mismatch():
+    with pytest.raises(ValueError, match="kernel batch 3 does not match"):
+        wiener(X, K.expand(3, 1, 5, 5).contiguous())
+
+
+def test_negative_sigma():
+    with pytest.raises(ValueError, match="sigma .* must be ≥ 0"):
+        add_noise(X, -0.1)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: wiener(X, K, balance=0.0),
+        lambda: wiener(X, K, balance=-1e-3),
+        lambda: tv_admm(X, K, lam=0.0),
+        lambda: tv_admm(X, K, lam=1e-3, rho=-1.0),
+        lambda: tv_admm(X, K, lam=1e-3, rho_data=float("nan")),
+    ],
+)
+def test_non_positive_regularisation_or_step(call):
+    with pytest.raises(ValueError, match="must be a finite number > 0"):
+        call()
+
+
+def test_non_positive_iterations():
+    with pytest.raises(ValueError, match="iterations must be ≥ 1"):
+        richardson_lucy(X, K, iterations=0)
+
+
+def test_unknown_boundary_mode():
+    with pytest.raises(ValueError, match="unknown boundary mode 'wrap'"):
+        Blur(K, boundary="wrap")
+
+
+def test_unknown_admm_boundary():
+    with pytest.raises(ValueError, match="unknown boundary 'replicate' for ADMM"):
+        tv_admm(X, K, boundary="replicate")
+
+
+def test_looks_like_0_255_data():
+    with pytest.raises(ValueError, match="divide by 255"):
+        wiener(X * 255, K)
+
+
+def test_noisy_values_outside_0_1_are_accepted():
+    y = X * 1.2 - 0.1  # a noisy observation leaves [0, 1]
+    assert wiener(y, K).shape == y.shape
+
+
+def test_missing_data_directory_names_the_variable(monkeypatch, tmp_path):
+    monkeypatch.setenv("DEBLUR_EDU_DATA", str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match="DEBLUR_EDU_DATA.*python -m deblur_edu.data download"):
+        data_dir()
+
+
+def test_missing_data_file_names_the_download_command(monkeypatch, tmp_path):
+    monkeypatch.setenv("DEBLUR_EDU_DATA", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="set12/09.png.*python -m deblur_edu.data download"):
+        fetch("set12/09.png")
