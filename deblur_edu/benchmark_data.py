@@ -1,0 +1,175 @@
+"""The benchmark protocol: splits, test cases and their reproducible noise.
+
+Per (image, kernel, boundary, σ):
+
+- ``x`` = the centre ``crop``×``crop`` of the image;
+- ``circular``: ``y = k ⊛_circ x``;
+  ``valid``: ``y = valid(k ⊛ scene)`` where the scene is x plus the ``h − 1`` rows and
+  ``w − 1`` columns of real image content around it, so ``y`` has x's size but depends
+  on pixels no method sees;
+- ``y += σ·n`` with ``n`` drawn from a CPU ``torch.Generator`` seeded by :func:`case_seed`;
+- a method receives ``(y, k, σ)`` — never the boundary mode — and is scored on
+  ``clip(x̂, 0, 1)`` against ``x`` with ``r = max(h, w) // 2`` border pixels cropped.
+
+Splits: ``test`` — Set12 09–12 (256² centre crops of the 512² originals) × Levin's 8
+kernels; ``tune`` — Set12 05 and 07 (224² crops of the 256² images) × 8 seeded random
+camera-shake kernels (never Levin's). Hyper-parameters are chosen on ``tune`` only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data import centre_crop, load_image, sample_image, set12
+from .kernels import camera_shake, levin09
+from .physics import Blur, add_noise, scene_padding
+
+SPLITS = {
+    "test": {"images": ["09", "10", "11", "12"], "crop": 256},
+    "tune": {"images": ["05", "07"], "crop": 224},
+}
+TUNE_KERNEL_SEED = 2009
+TUNE_KERNEL_SIZE = 25
+
+
+def case_seed(split: str, image: str, kernel_index: int, boundary: str, sigma: float) -> int:
+    """Noise seed of one case: the first 15 hex digits of
+    ``sha256(f"{split}|{image}|{kernel_index}|{boundary}|{sigma:.4f}")`` as an integer."""
+    key = f"{split}|{image}|{kernel_index}|{boundary}|{sigma:.4f}".encode()
+    return int(hashlib.sha256(key).hexdigest()[:15], 16)
+
+
+def tune_kernels() -> list[torch.Tensor]:
+    """The tune split's 8 camera-shake kernels (seeded; disjoint from Levin's)."""
+    g = torch.Generator().manual_seed(TUNE_KERNEL_SEED)
+    return [camera_shake(TUNE_KERNEL_SIZE, g) for _ in range(8)]
+
+
+def load_kernels(path: str | Path) -> list[torch.Tensor]:
+    """Kernels from an ``.npz`` of 2-D arrays (in key order) or a folder of PNG/NPY files
+    (sorted by name); each made non-negative and normalised to sum 1."""
+    path = Path(path)
+    if path.is_dir():
+        arrays = []
+        for f in sorted(path.iterdir()):
+            if f.suffix == ".npy":
+                arrays.append(np.load(f))
+            elif f.suffix == ".png":
+                arrays.append(load_image(f)[0, 0].numpy())
+    elif path.suffix == ".npz":
+        with np.load(path) as z:
+            arrays = [z[key] for key in z.files]
+    else:
+        raise ValueError(f"kernels must be an .npz file or a folder of .png/.npy files, got {path}.")
+    if not arrays:
+        raise FileNotFoundError(f"no kernels found in {path}.")
+    out = []
+    for a in arrays:
+        t = torch.from_numpy(np.asarray(a, dtype=np.float64)).clamp(min=0)
+        if t.dim() != 2 or float(t.sum()) <= 0:
+            raise ValueError(f"a kernel in {path} is not a non-zero 2-D array (shape {tuple(t.shape)}).")
+        out.append((t / t.sum()).float()[None, None])
+    return out
+
+
+def load_images(directory: str | Path) -> dict[str, torch.Tensor]:
+    """Every PNG in a folder, as gray (1, 1, H, W) tensors keyed by file stem."""
+    files = sorted(Path(directory).glob("*.png"))
+    if not files:
+        raise FileNotFoundError(f"no .png images in {directory}.")
+    return {f.stem: load_image(f) for f in files}
+
+
+@dataclass
+class Benchmark:
+    """Images, kernels and crop size of one benchmark run."""
+
+    split: str
+    images: dict[str, torch.Tensor]
+    kernels: list[torch.Tensor]
+    crop: int
+    note: str = ""
+
+    def check_sizes(self) -> None:
+        for name, img in self.images.items():
+            for i, k in enumerate(self.kernels):
+                need = self.crop + max(k.shape[-2:]) - 1
+                if min(img.shape[-2:]) < need:
+                    raise ValueError(
+                        f"image {name} ({tuple(img.shape[-2:])}) is smaller than crop + kernel "
+                        f"({self.crop} + {max(k.shape[-2:])} − 1 = {need}) for kernel {i}; use a smaller --crop."
+                    )
+
+    def case(self, image: str, kernel_index: int, boundary: str, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(y, x)`` for one case, following the protocol in the module docstring."""
+        img = self.images[image]
+        k = self.kernels[kernel_index]
+        top, bottom, left, right = scene_padding(*k.shape[-2:])
+        side = self.crop
+        H, W = img.shape[-2:]
+        r0, c0 = (H - side) // 2, (W - side) // 2
+        x = img[..., r0 : r0 + side, c0 : c0 + side]
+        if boundary == "circular":
+            y = Blur(k, "circular")(x)
+        elif boundary == "valid":
+            scene = img[..., r0 - top : r0 + side + bottom, c0 - left : c0 + side + right]
+            y = Blur(k, "valid")(scene)
+        else:
+            raise ValueError(f"benchmark boundary must be 'circular' or 'valid', got {boundary!r}.")
+        g = torch.Generator().manual_seed(case_seed(self.split, image, kernel_index, boundary, sigma))
+        return add_noise(y, sigma, g), x
+
+    def batch(self, kernel_index: int, boundary: str, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """All images of the split for one kernel, stacked: ``(y, x)`` of shape (N, 1, crop, crop)."""
+        pairs = [self.case(name, kernel_index, boundary, sigma) for name in self.images]
+        return torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
+
+
+def load_benchmark(
+    split: str = "test",
+    images_dir: str | Path | None = None,
+    kernels_path: str | Path | None = None,
+    crop: int | None = None,
+    data_dir: str | Path | None = None,
+    fallback: bool = False,
+) -> Benchmark:
+    """Assemble a benchmark split. Explicit ``images_dir``/``kernels_path`` override the split's.
+
+    With ``fallback=True``, a missing data directory does not fail: the offline sample
+    images and generated kernels are used instead, and ``note`` says so.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {sorted(SPLITS)}.")
+    spec = SPLITS[split]
+    crop = crop or spec["crop"]
+    note = ""
+    try:
+        images = load_images(images_dir) if images_dir else set12(spec["images"], data_dir)
+        if kernels_path:
+            kernels = load_kernels(kernels_path)
+        else:
+            kernels = levin09(data_dir) if split == "test" else tune_kernels()
+    except FileNotFoundError as err:
+        if not fallback:
+            raise
+        note = (
+            f"benchmark data not found ({err}); FALLING BACK to offline scikit-image images "
+            f"and generated kernels — these numbers are not the Levin × Set12 benchmark."
+        )
+        images = {n: centre_crop(sample_image(n), 300) for n in ("astronaut", "coffee", "rocket", "camera")}
+        g = torch.Generator().manual_seed(7)
+        kernels = [camera_shake(TUNE_KERNEL_SIZE, g) for _ in range(4)]
+        crop = min(crop, 256)
+    bench = Benchmark(split, images, kernels, crop, note)
+    bench.check_sizes()
+    return bench
+
+
+def score_crop(k: torch.Tensor) -> int:
+    """Border pixels ignored when scoring: ``r = max(h, w) // 2``."""
+    return max(k.shape[-2:]) // 2

@@ -1,0 +1,152 @@
+"""The benchmark's method registry: every deconvolution method as ``f(y, k, σ) → x̂``.
+
+A method receives the blurry batch ``y`` (N, 1, H, W), one kernel ``k`` (1, 1, h, w) shared
+by the batch, and the noise level σ — never the boundary mode that made ``y``. Classical
+methods may set their weights from σ (non-blind deconvolution knows its noise level).
+
+σ-dependent weights come from ``tuned_defaults.json``, written by
+``python -m deblur_edu.tune`` on the *tune* split only. Between and beyond the tuned
+noise levels a weight follows the power law through its two tuned values:
+``w(σ) = w₁·(σ/σ₁)^p`` with ``p = log(w₂/w₁) / log(σ₂/σ₁)``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .classical import hyper_laplacian, inverse_filter, richardson_lucy, tv_admm, wiener, wiener_padded
+
+DEFAULTS_FILE = Path(__file__).with_name("tuned_defaults.json")
+SIGMA_FLOOR = 1e-3  # below this, weights are those of σ = 1e-3 (no log of 0)
+
+
+def load_defaults(path: str | Path = DEFAULTS_FILE) -> dict:
+    """The tuned hyper-parameters; a clear error when the file is missing."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; recreate it with: python -m deblur_edu.tune")
+    return json.loads(path.read_text())
+
+
+def weight_at(sigma: float, sigmas: list[float], values: list[float]) -> float:
+    """Power-law interpolation of a tuned weight (see module docstring)."""
+    s = max(float(sigma), SIGMA_FLOOR)
+    if len(values) == 1:
+        return values[0]
+    (s1, s2), (w1, w2) = sigmas[:2], values[:2]
+    p = math.log(w2 / w1) / math.log(s2 / s1)
+    return w1 * (s / s1) ** p
+
+
+#: ``run(y, k, sigma, weight, defaults) → x̂``
+Deconvolver = Callable[[torch.Tensor, torch.Tensor, float, float | None, dict], torch.Tensor]
+
+
+@dataclass
+class Method:
+    """A benchmark method: ``run(y, k, sigma, weight)`` plus what its weight is called."""
+
+    name: str
+    run: Deconvolver
+    weight: str | None = None  # name of the σ-dependent parameter, tuned on the tune split
+    grid: list[float] = field(default_factory=list)  # candidate weights for the tuner
+    description: str = ""
+
+    def __call__(self, y: torch.Tensor, k: torch.Tensor, sigma: float, defaults: dict | None = None) -> torch.Tensor:
+        d = defaults if defaults is not None else load_defaults()
+        return self.run(y, k, sigma, tuned_weight(self.name, sigma, d), d)
+
+
+def tuned_weight(name: str, sigma: float, defaults: dict) -> float | None:
+    """The tuned σ-dependent weight of method ``name`` at ``sigma`` (None if it has none)."""
+    method = METHODS[name]
+    if method.weight is None:
+        return None
+    if name not in defaults["methods"]:
+        raise KeyError(f"no tuned {method.weight} for {name!r}; rerun python -m deblur_edu.tune")
+    return weight_at(sigma, defaults["sigmas"], defaults["methods"][name][method.weight])
+
+
+# ----- scikit-image baselines (per image on the CPU, as a user would call them) --------
+def _skimage_per_image(y: torch.Tensor, fn: Callable[[np.ndarray], np.ndarray]) -> torch.Tensor:
+    out = [fn(img[0].detach().cpu().double().numpy()) for img in y]
+    return torch.from_numpy(np.stack(out)[:, None]).to(device=y.device, dtype=y.dtype)
+
+
+def _skimage_wiener(y, k, sigma, balance, defaults):
+    from skimage.restoration import wiener as sk_wiener
+
+    psf = k[0, 0].cpu().double().numpy()
+    return _skimage_per_image(y, lambda a: sk_wiener(a, psf, balance, clip=False))
+
+
+def _skimage_rl(iterations: int):
+    def run(y, k, sigma, weight, defaults):
+        from skimage.restoration import richardson_lucy as sk_rl
+
+        psf = k[0, 0].cpu().double().numpy()
+        return _skimage_per_image(y, lambda a: sk_rl(np.clip(a, 0, 1), psf, num_iter=iterations, clip=True))
+
+    return run
+
+
+def _logspace(lo: float, hi: float, n: int) -> list[float]:
+    return [float(v) for v in np.logspace(lo, hi, n)]
+
+
+#: ADMM settings, fixed (ρ relative to λ converged fastest on the tune split: 20–40 iterations)
+TV_ITERATIONS = 40
+TV_RHO_RATIO = 10.0
+TV_RHO_DATA = 0.1
+#: the non-convex prior starts from the TV solution and needs a large penalty to stay stable
+HL_ITERATIONS = 30
+HL_RHO_RATIO = 3000.0
+
+
+def _tv(y, k, sigma, lam, defaults):
+    return tv_admm(y, k, lam=lam, rho=TV_RHO_RATIO * lam, rho_data=TV_RHO_DATA, iterations=TV_ITERATIONS)
+
+
+def _hyper_laplacian(y, k, sigma, lam, defaults):
+    x_tv = _tv(y, k, sigma, tuned_weight("tv", sigma, defaults), defaults)
+    return hyper_laplacian(y, k, lam=lam, rho=HL_RHO_RATIO * lam, rho_data=TV_RHO_DATA,
+                           iterations=HL_ITERATIONS, rho_growth=1.0, x0=x_tv)
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in [
+        Method("inverse", lambda y, k, s, w, d: inverse_filter(y, k, threshold=w), "threshold",
+               _logspace(-3, -0.5, 11), "pseudo-inverse filter Y/K where |K| > threshold"),
+        Method("wiener", lambda y, k, s, w, d: wiener(y, k, balance=w), "balance",
+               _logspace(-5, -1, 17), "Wiener/Tikhonov, gradient regulariser, circular"),
+        Method("wiener-taper", lambda y, k, s, w, d: wiener_padded(y, k, balance=w), "balance",
+               _logspace(-5, -1, 17), "Wiener/Tikhonov after reflect-padding + edgetaper"),
+        Method("rl-10", lambda y, k, s, w, d: richardson_lucy(y, k, 10), None, [], "border-aware Richardson–Lucy, 10 it"),
+        Method("rl-30", lambda y, k, s, w, d: richardson_lucy(y, k, 30), None, [], "border-aware Richardson–Lucy, 30 it"),
+        Method("rl-100", lambda y, k, s, w, d: richardson_lucy(y, k, 100), None, [], "border-aware Richardson–Lucy, 100 it"),
+        Method("tv-circular",
+               lambda y, k, s, w, d: tv_admm(y, k, lam=w, rho=TV_RHO_RATIO * w, iterations=TV_ITERATIONS, boundary="circular"),
+               "lam", _logspace(-4, -1.5, 16), "TV by ADMM, circular model"),
+        Method("tv", _tv, "lam", _logspace(-4, -1.5, 16), "TV by ADMM, border-aware (Almeida & Figueiredo 2013)"),
+        Method("hyper-laplacian", _hyper_laplacian, "lam", _logspace(-4.5, -2, 11),
+               "|∇x|^(2/3) prior, border-aware ADMM from the TV solution (Krishnan & Fergus 2009)"),
+        Method("skimage-wiener", _skimage_wiener, "balance", _logspace(-4, 1, 16), "skimage.restoration.wiener"),
+        Method("skimage-rl-10", _skimage_rl(10), None, [], "skimage.restoration.richardson_lucy, 10 it"),
+        Method("skimage-rl-30", _skimage_rl(30), None, [], "skimage.restoration.richardson_lucy, 30 it"),
+        Method("skimage-rl-100", _skimage_rl(100), None, [], "skimage.restoration.richardson_lucy, 100 it"),
+    ]
+}
+
+
+def get_method(name: str) -> Method:
+    """Look a method up by its benchmark name."""
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}.")
+    return METHODS[name]

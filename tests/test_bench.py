@@ -1,0 +1,102 @@
+"""The benchmark CLI's contract: arguments, protocol, table and JSON."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from skimage import io
+
+from deblur_edu import bench
+from deblur_edu.benchmark_data import case_seed, load_benchmark, load_kernels
+from deblur_edu.kernels import motion
+from deblur_edu.methods import METHODS, load_defaults, weight_at
+
+FIELDS = {"method", "boundary", "sigma", "psnr", "ssim", "seconds_per_image", "cases"}
+
+
+@pytest.fixture
+def tiny_benchmark(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    g = np.random.default_rng(0)
+    for i in range(2):
+        rgb = (g.random((60, 70, 3)) * 255).astype(np.uint8)
+        io.imsave(images / f"im{i}.png", rgb, check_contrast=False)
+    kernels = tmp_path / "kernels.npz"
+    np.savez(kernels, a=motion(5, 20)[0, 0].numpy(), b=np.ones((4, 4)) / 16)
+    return images, kernels
+
+
+def test_cli_writes_table_and_json(tiny_benchmark, tmp_path, capsys):
+    images, kernels = tiny_benchmark
+    out = tmp_path / "r.json"
+    argv = ["--images", str(images), "--kernels", str(kernels), "--crop", "40", "--sigmas", "0.01",
+            "--methods", "wiener,tv,rl-10,skimage-wiener", "--json", str(out), "--device", "cpu", "--no-speed"]
+    assert bench.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "tv" in printed and "PSNR / SSIM" in printed
+    result = json.loads(out.read_text())
+    assert len(result["results"]) == 4 * 2  # methods × boundaries
+    for r in result["results"]:
+        assert set(r) == FIELDS
+        assert r["cases"] == 4 and np.isfinite(r["psnr"]) and 0 < r["ssim"] <= 1
+    assert result["environment"]["torch"] == torch.__version__
+
+
+def test_noise_seed_is_documented_formula():
+    import hashlib
+
+    key = b"test|09|3|valid|0.0100"
+    assert case_seed("test", "09", 3, "valid", 0.01) == int(hashlib.sha256(key).hexdigest()[:15], 16)
+
+
+def test_valid_case_depends_on_unseen_pixels(data_dir):
+    b = load_benchmark("test", data_dir=data_dir)
+    y, x = b.case("09", 3, "valid", 0.0)
+    yc, _ = b.case("09", 3, "circular", 0.0)
+    assert y.shape == x.shape == (1, 1, 256, 256)
+    r = 13  # kernel 4 is 27×27
+    assert torch.allclose(y[..., r:-r, r:-r], yc[..., r:-r, r:-r], atol=1e-5)
+    assert not torch.allclose(y[..., :r, :], yc[..., :r, :], atol=1e-3)
+
+
+def test_default_benchmark_is_levin_times_set12(data_dir):
+    b = load_benchmark("test", data_dir=data_dir)
+    assert sorted(b.images) == ["09", "10", "11", "12"] and len(b.kernels) == 8 and b.crop == 256
+    t = load_benchmark("tune", data_dir=data_dir)
+    assert sorted(t.images) == ["05", "07"] and t.crop == 224
+    assert all(k.shape[-1] == 25 for k in t.kernels)  # camera shake, never Levin's
+
+
+def test_fallback_without_data(monkeypatch, tmp_path):
+    monkeypatch.setenv("DEBLUR_EDU_DATA", str(tmp_path))
+    b = load_benchmark("test", fallback=True)
+    assert "FALLING BACK" in b.note and len(b.images) == 4
+    with pytest.raises(FileNotFoundError):
+        load_benchmark("test")
+
+
+def test_every_tuned_method_has_defaults():
+    d = load_defaults()
+    for name, m in METHODS.items():
+        if m.weight:
+            assert len(d["methods"][name][m.weight]) == 2
+    assert d["split"] == "tune"
+
+
+def test_weight_power_law_interpolation():
+    assert weight_at(0.01, [0.01, 0.03], [1.0, 9.0]) == pytest.approx(1.0)
+    assert weight_at(0.03, [0.01, 0.03], [1.0, 9.0]) == pytest.approx(9.0)
+    assert weight_at(0.02, [0.01, 0.03], [1.0, 9.0]) == pytest.approx(4.0)
+
+
+def test_load_kernels_from_folder(tmp_path):
+    np.save(tmp_path / "k1.npy", np.ones((3, 3)))
+    ks = load_kernels(tmp_path)
+    assert len(ks) == 1 and abs(float(ks[0].sum()) - 1) < 1e-6
+
+
+def test_unknown_method_is_refused(tiny_benchmark):
+    with pytest.raises(ValueError, match="unknown method"):
+        bench.main(["--methods", "nope"])
