@@ -66,21 +66,25 @@ def evaluate(
     }
 
 
-def _median_time(fn, repeats: int = 7) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def _interleaved_medians(fns, rounds: int = 21) -> list[float]:
+    """Median wall time of each function, timed in alternation so that machine-load
+    drift hits them alike (one warm-up call each first)."""
+    for fn in fns:
         fn()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(rounds):
+        for fn, ts in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - start)
+    return [sorted(ts)[len(ts) // 2] for ts in times]
 
 
 def wiener_speed(device: torch.device, batch: int = 64, size: int = 256) -> dict:
     """Time the library's ``wiener`` on a (64, 1, 256², float32) batch against a bare FFT solve.
 
     The bare solve is only ``irfft2(F · rfft2(y))`` with the filter ``F`` precomputed; the
-    library call also validates its input and builds the OTF. Median of 7 runs each.
+    library call also validates its input and builds the OTF. Medians of 21 interleaved runs.
     """
     from .classical import wiener
     from .classical.priors import grad_otf_power
@@ -102,7 +106,7 @@ def wiener_speed(device: torch.device, batch: int = 64, size: int = 256) -> dict
         wiener(y, k, balance=balance)
         synchronize(device)
 
-    t_bare, t_lib = _median_time(bare), _median_time(library)
+    t_bare, t_lib = _interleaved_medians([bare, library])
     return {"batch": batch, "size": size, "bare_fft_seconds": t_bare, "wiener_seconds": t_lib, "ratio": t_lib / t_bare}
 
 

@@ -50,8 +50,8 @@ def wiener(
         raise ValueError(f"unknown regulariser {regulariser!r}; choose one of {REGULARISERS}.")
     K = psf2otf(k, y.shape[-2:])
     L2 = 1.0 if regulariser == "identity" else grad_otf_power(y.shape[-2:], y.device, y.dtype)
-    X = K.conj() * torch.fft.rfft2(y) / (K.abs() ** 2 + balance * L2)
-    return torch.fft.irfft2(X, s=y.shape[-2:])
+    filt = K.conj() / (K.abs() ** 2 + balance * L2)  # small: one per kernel
+    return torch.fft.irfft2(filt * torch.fft.rfft2(y), s=y.shape[-2:])
 
 
 def _autocorrelation_weight(profile: torch.Tensor, n: int) -> torch.Tensor:
