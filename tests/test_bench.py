@@ -100,3 +100,12 @@ def test_load_kernels_from_folder(tmp_path):
 def test_unknown_method_is_refused(tiny_benchmark):
     with pytest.raises(ValueError, match="unknown method"):
         bench.main(["--methods", "nope"])
+
+
+def test_readme_table_is_generated_from_the_committed_json():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    out = json.loads((root / "benchmarks/foundation.json").read_text())
+    readme = (root / "README.md").read_text()
+    assert bench.markdown_table(out) in readme
