@@ -1,6 +1,8 @@
 # deblur_edu — two entry points (see README):
-#   make bench   set up .venv and run the benchmark (the main job)
+#   make book    set up .venv and build the book, executing every notebook (the main job)
 #   make test    set up .venv and run the whole test suite (what CI runs)
+# and: make bench (the benchmark → benchmarks/foundation.json + README table),
+#      make tune (choose hyper-parameters on the tune split)
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -12,7 +14,7 @@ ifneq ($(wildcard ../shared/data),)
 export DEBLUR_EDU_DATA ?= $(abspath ../shared/data)
 endif
 
-.PHONY: setup bench test tune clean
+.PHONY: setup assets book bench test tune clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +22,25 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
-setup: $(VENV)/.installed
+# the book's JavaScript (widgets, RequireJS, MathJax) is served by the book itself
+ASSETS := book/_extra/assets
+book/node_modules/.package-lock.json: book/package.json book/package-lock.json
+	cd book && npm ci --no-audit --no-fund --loglevel=error
+
+$(ASSETS)/.copied: book/node_modules/.package-lock.json
+	rm -rf $(ASSETS) && mkdir -p $(ASSETS)/html-manager $(ASSETS)/mathjax
+	cp book/node_modules/requirejs/require.js $(ASSETS)/
+	cp -r book/node_modules/@jupyter-widgets/html-manager/dist/. $(ASSETS)/html-manager/
+	cp -r book/node_modules/mathjax/es5 $(ASSETS)/mathjax/
+	touch $@
+
+setup: $(VENV)/.installed $(ASSETS)/.copied
+
+assets: $(ASSETS)/.copied
+
+book: setup
+	$(VENV)/bin/jupyter-book build -W -n --keep-going book/
+	@echo "open book/_build/html/index.html"
 
 bench: setup
 	$(PY) -m deblur_edu.bench --json benchmarks/foundation.json --readme README.md

@@ -21,3 +21,23 @@ def data_dir() -> Path:
     if not (d / "set12").is_dir():
         pytest.skip(f"benchmark data not found at {d}; set DEBLUR_EDU_DATA")
     return d
+
+
+def pytest_configure(config):
+    # notebooks run in quick mode under test; the book build inherits this too
+    os.environ.setdefault("DEBLUR_EDU_MODE", "quick")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print the time each notebook took under nbval (summed over its cells)."""
+    per_notebook: dict[str, float] = {}
+    for reports in terminalreporter.stats.values():
+        for r in reports:
+            nodeid = getattr(r, "nodeid", "")
+            nb = nodeid.split("::")[0]
+            if nb.endswith(".ipynb") and getattr(r, "when", "") == "call":
+                per_notebook[nb] = per_notebook.get(nb, 0.0) + r.duration
+    if per_notebook:
+        terminalreporter.section("notebook times (nbval, quick mode)")
+        for nb, seconds in sorted(per_notebook.items()):
+            terminalreporter.write_line(f"{seconds:7.1f} s  {nb}")

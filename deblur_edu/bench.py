@@ -149,22 +149,24 @@ def environment(device: torch.device, bench: Benchmark, args: argparse.Namespace
     }
 
 
-def format_table(results: list[dict]) -> str:
-    """Rows = methods; columns = PSNR/SSIM per (boundary, σ), then mean seconds per image."""
+def format_table(results: list[dict], times: bool = True) -> str:
+    """Rows = methods; columns = PSNR/SSIM per (boundary, σ), then mean seconds per image
+    (left out with ``times=False``, e.g. where the output must be reproducible)."""
     cols = sorted({(r["boundary"], r["sigma"]) for r in results}, key=lambda c: (c[0] != "valid", c[1]))
     methods = list(dict.fromkeys(r["method"] for r in results))
     by = {(r["method"], r["boundary"], r["sigma"]): r for r in results}
-    head = f"{'method':<16}" + "".join(f"{b + ' σ=' + format(s, 'g'):>18}" for b, s in cols) + f"{'s/image':>10}"
+    head = f"{'method':<16}" + "".join(f"{b + ' σ=' + format(s, 'g'):>18}" for b, s in cols) + (f"{'s/image':>10}" if times else "")
     lines = [head, f"{'':<16}" + "".join(f"{'PSNR / SSIM':>18}" for _ in cols), "-" * len(head)]
     for m in methods:
         cells = []
-        times = []
+        secs = []
         for b, s in cols:
             r = by.get((m, b, s))
             cells.append(f"{r['psnr']:>9.2f} / {r['ssim']:.3f}" if r else f"{'—':>18}")
             if r:
-                times.append(r["seconds_per_image"])
-        lines.append(f"{m:<16}" + "".join(f"{c:>18}" for c in cells) + f"{sum(times) / len(times):>10.4f}")
+                secs.append(r["seconds_per_image"])
+        seconds = f"{sum(secs) / len(secs):>10.4f}" if times else ""
+        lines.append(f"{m:<16}" + "".join(f"{c:>18}" for c in cells) + seconds)
     return "\n".join(lines)
 
 

@@ -257,7 +257,7 @@ class Blur:
     def _check(self, t: torch.Tensor, name: str, needs_scene: bool) -> None:
         if not self.check_inputs:
             return
-        check_image(t, name)
+        check_image(t, name, value_range=False)  # A also acts on residuals and ratios
         check_batch_match(t, self.k, name)
         if needs_scene:
             top, bottom, left, right = self.pads

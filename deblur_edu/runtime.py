@@ -33,3 +33,30 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+MODES = ("quick", "full")
+MODE_VAR = "DEBLUR_EDU_MODE"
+
+
+def run_mode(device: torch.device | None = None) -> str:
+    """``"quick"`` or ``"full"``: how big the notebooks' experiments are.
+
+    Read from the environment variable ``DEBLUR_EDU_MODE``; by default ``"full"`` on a
+    CUDA device (a Colab GPU runtime) and ``"quick"`` on a CPU, where every notebook
+    must run top to bottom in a few minutes.
+    """
+    import os
+
+    value = os.environ.get(MODE_VAR, "").strip().lower()
+    if value:
+        if value not in MODES:
+            raise ValueError(f"{MODE_VAR}={value!r} is not a mode; use one of {MODES}.")
+        return value
+    device = device or pick_device()
+    return "full" if device.type == "cuda" else "quick"
+
+
+def pick(quick, full, mode: str | None = None):
+    """``quick`` in quick mode, ``full`` in full mode — one switch sizes every experiment."""
+    return full if (mode or run_mode()) == "full" else quick

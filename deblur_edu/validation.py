@@ -51,11 +51,12 @@ def check_finite(t: torch.Tensor, name: str) -> None:
         )
 
 
-def check_image(x: object, name: str = "image") -> torch.Tensor:
+def check_image(x: object, name: str = "image", value_range: bool = True) -> torch.Tensor:
     """Check an image batch: a finite float tensor of shape (B, C, H, W).
 
-    Values may leave [0, 1] (a noisy observation does), but a maximum above
-    ``MAX_PLAUSIBLE_VALUE`` looks like 0–255 data and is refused.
+    Values may leave [0, 1] (a noisy observation does), but with ``value_range`` a
+    maximum above ``MAX_PLAUSIBLE_VALUE`` looks like 0–255 data and is refused. Operators
+    such as ``Blur`` also act on residuals, ratios and gradients, and skip that test.
     """
     x = check_float_tensor(x, name)
     if x.dim() != 4:
@@ -68,7 +69,7 @@ def check_image(x: object, name: str = "image") -> torch.Tensor:
     peak = float(x.detach().abs().amax())  # one pass: NaN or Inf shows up here too
     if not math.isfinite(peak):
         check_finite(x, name)
-    if peak > MAX_PLAUSIBLE_VALUE:
+    if value_range and peak > MAX_PLAUSIBLE_VALUE:
         raise ValueError(
             f"{name} has values up to {peak:.1f}; images must be "
             f"scaled to [0, 1] — if this is 8-bit data divide by 255."

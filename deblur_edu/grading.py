@@ -1,0 +1,110 @@
+"""Automatic checks for the course assignments (``tutorials/``).
+
+Each ``check_*`` function calls a student's implementation on small test problems, compares
+it with the library's reference, and raises ``AssertionError`` with a hint when they
+disagree — or prints a one-line confirmation when they agree. A check is only useful if it
+can fail: ``tests/test_grading.py`` feeds each one typical wrong answers.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from .classical.priors import grad, grad_adjoint, grad_otf_power, prox_tv
+from .physics import Blur, psf2otf
+
+
+def _kernels() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    out = {}
+    for name, (h, w) in {"odd 5×5": (5, 5), "even 4×4": (4, 4), "non-symmetric 3×6": (3, 6)}.items():
+        k = torch.rand(1, 1, h, w, generator=g, dtype=torch.float64)
+        out[name] = k / k.sum()
+    return out
+
+
+def _image(shape=(1, 1, 16, 20), seed=1) -> torch.Tensor:
+    return torch.rand(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def _compare(got, expected, what: str, hint: str, atol: float = 1e-8) -> None:
+    if not isinstance(got, torch.Tensor):
+        raise AssertionError(f"{what}: expected a torch.Tensor, got {type(got).__name__}.")
+    if tuple(got.shape) != tuple(expected.shape):
+        raise AssertionError(f"{what}: shape {tuple(got.shape)}, expected {tuple(expected.shape)}. {hint}")
+    err = float((got - expected).abs().max())
+    if not err <= atol:
+        raise AssertionError(f"{what}: largest difference {err:.3g} from the reference. {hint}")
+
+
+def check_psf2otf(student: Callable[[torch.Tensor, tuple[int, int]], torch.Tensor]) -> None:
+    """``student(k, (H, W))`` must return ``rfft2`` of k zero-padded and centred at (0, 0)."""
+    for name, k in _kernels().items():
+        _compare(student(k, (16, 20)), psf2otf(k, (16, 20)), f"psf2otf, {name} kernel",
+                 "Zero-pad k to (H, W), roll its centre (h // 2, w // 2) to (0, 0), then take rfft2.")
+    print("✓ psf2otf agrees with the reference for odd, even and non-symmetric kernels")
+
+
+def check_circular_blur(student: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+    """``student(x, k)`` must equal circular convolution ``Blur(k, "circular")(x)``."""
+    x = _image()
+    for name, k in _kernels().items():
+        _compare(student(x, k), Blur(k, "circular")(x), f"circular blur, {name} kernel",
+                 "Multiply rfft2(x) by the OTF and invert with irfft2(..., s=x.shape[-2:]).")
+    print("✓ circular blur agrees with the reference")
+
+
+def check_adjoint(blur: Callable, adjoint: Callable) -> None:
+    """``⟨blur(x, k), y⟩ = ⟨x, adjoint(y, k)⟩`` on random x, y."""
+    x, y = _image(seed=2), _image(seed=3)
+    for name, k in _kernels().items():
+        lhs, rhs = float((blur(x, k) * y).sum()), float((x * adjoint(y, k)).sum())
+        if abs(lhs - rhs) > 1e-8 * max(1.0, abs(lhs)):
+            raise AssertionError(
+                f"adjoint, {name} kernel: <Ax, y> = {lhs:.6f} but <x, Aᵀy> = {rhs:.6f}. "
+                "The adjoint of multiplying by K is multiplying by conj(K) (correlation, not convolution)."
+            )
+    print("✓ the adjoint identity <Ax, y> = <x, Aᵀy> holds")
+
+
+def check_wiener(student: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]) -> None:
+    """``student(y, k, balance)`` must be the gradient-regularised Wiener/Tikhonov filter."""
+    from .classical import wiener
+
+    y = _image(seed=4)
+    for name, k in _kernels().items():
+        for balance in (1e-3, 1e-1):
+            _compare(student(y, k, balance), wiener(y, k, balance, "gradient"), f"Wiener, {name}, balance={balance}",
+                     "X̂ = conj(K)·Y / (|K|² + balance·(|D_h|² + |D_v|²)); use grad_otf_power for the second term.")
+    print("✓ Wiener filter agrees with the reference")
+
+
+def reference_admm_step(x, z, u, y, k, lam: float, rho: float):
+    """One scaled-ADMM iteration for circular TV (chapter 2, §2.4): returns (x, z, u)."""
+    shape = y.shape[-2:]
+    K = psf2otf(k, shape)
+    num = K.conj() * torch.fft.rfft2(y) + rho * torch.fft.rfft2(grad_adjoint(z - u))
+    x = torch.fft.irfft2(num / (K.abs() ** 2 + rho * grad_otf_power(shape, y.device, y.dtype)), s=shape)
+    z = prox_tv(grad(x) + u, lam / rho)
+    return x, z, u + grad(x) - z
+
+
+def check_admm_step(student: Callable) -> None:
+    """``student(x, z, u, y, k, lam, rho)`` must return the next (x, z, u) of circular TV-ADMM."""
+    y = _image(seed=5)
+    g = torch.Generator().manual_seed(6)
+    z = 0.1 * torch.randn(1, 1, 2, *y.shape[-2:], generator=g, dtype=torch.float64)
+    u = 0.05 * torch.randn(z.shape, generator=g, dtype=torch.float64)
+    for name, k in _kernels().items():
+        expected = reference_admm_step(y, z, u, y, k, 0.02, 0.2)
+        got = student(y, z, u, y, k, 0.02, 0.2)
+        if not (isinstance(got, tuple) and len(got) == 3):
+            raise AssertionError("admm_step must return the tuple (x, z, u).")
+        hints = ("x-step: (conj(K)·Y + ρ·F(Dᵀ(z − u))) / (|K|² + ρ|D|²).",
+                 "z-step: isotropic shrinkage prox_tv(Dx + u, λ/ρ) of the *new* x.",
+                 "u-step: u + Dx − z with the new x and z.")
+        for part, (a, b, hint) in zip("xzu", zip(got, expected, hints)):
+            _compare(a, b, f"ADMM step, {name}, {part}", hint)
+    print("✓ one ADMM iteration agrees with the reference")

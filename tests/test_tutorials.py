@@ -1,0 +1,93 @@
+"""Assignments: student versions are generated from the sources, and their checks fail on the blanks."""
+
+import importlib.util
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+
+from deblur_edu import grading
+from deblur_edu.physics import psf2otf
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCES = sorted((ROOT / "tutorials/source").glob("*.ipynb"))
+
+
+def _make_student():
+    spec = importlib.util.spec_from_file_location("make_student", ROOT / "tutorials/make_student.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_committed_student_versions_are_up_to_date(tmp_path):
+    written = _make_student().main(tmp_path)
+    assert [p.name for p in written] == [p.name for p in SOURCES]
+    for p in written:
+        committed = nbformat.read(ROOT / "tutorials/student" / p.name, as_version=4)
+        fresh = nbformat.read(p, as_version=4)
+        assert [c.source for c in committed.cells] == [c.source for c in fresh.cells], \
+            "regenerate with: python tutorials/make_student.py"
+
+
+def test_student_versions_hide_every_solution():
+    for p in (ROOT / "tutorials/student").glob("*.ipynb"):
+        text = p.read_text()
+        assert "BEGIN SOLUTION" not in text and "raise NotImplementedError()" in text
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.name)
+def test_student_checks_fail_on_the_blanks(tmp_path, source):
+    """Run the student notebook: every check cell must fail (a check that cannot fail is a defect)."""
+    from nbclient import NotebookClient
+
+    nb = _make_student().student_version(nbformat.read(source, as_version=4))
+    NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(source.parent)}}).execute()
+    check_cells = [c for c in nb.cells if c.cell_type == "code" and "check_" in c.source and "import" in c.source]
+    assert check_cells
+    for cell in check_cells:
+        errors = [o for o in cell.outputs if o.output_type == "error"]
+        assert errors, f"this check passed on an empty student solution:\n{cell.source}"
+        assert errors[0].ename in ("NameError", "NotImplementedError", "AssertionError")
+
+
+def test_checks_pass_on_the_reference():
+    grading.check_psf2otf(psf2otf)
+    grading.check_admm_step(grading.reference_admm_step)
+
+
+def test_psf2otf_check_rejects_a_missing_roll():
+    def no_roll(k, shape):
+        padded = k.new_zeros(*k.shape[:-2], *shape)
+        padded[..., : k.shape[-2], : k.shape[-1]] = k
+        return torch.fft.rfft2(padded)
+
+    with pytest.raises(AssertionError, match="roll its centre"):
+        grading.check_psf2otf(no_roll)
+
+
+def test_adjoint_check_rejects_convolution_as_adjoint():
+    def blur(x, k):
+        return torch.fft.irfft2(psf2otf(k, x.shape[-2:]) * torch.fft.rfft2(x), s=x.shape[-2:])
+
+    with pytest.raises(AssertionError, match="conj"):
+        grading.check_adjoint(blur, blur)  # the forward map is not its own adjoint
+
+
+def test_wiener_check_rejects_identity_regulariser():
+    from deblur_edu.classical import wiener
+
+    with pytest.raises(AssertionError, match="Wiener"):
+        grading.check_wiener(lambda y, k, b: wiener(y, k, b, "identity"))
+
+
+def test_admm_check_rejects_a_stale_z_step():
+    def stale(x, z, u, y, k, lam, rho):
+        x_new, _, _ = grading.reference_admm_step(x, z, u, y, k, lam, rho)
+        z_new = grading.prox_tv(grading.grad(x) + u, lam / rho)  # uses the old x
+        return x_new, z_new, u + grading.grad(x_new) - z_new
+
+    with pytest.raises(AssertionError, match="z-step"):
+        grading.check_admm_step(stale)
