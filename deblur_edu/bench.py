@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from .benchmark_data import Benchmark, load_benchmark, score_crop
-from .methods import METHODS, get_method, load_defaults
+from .methods import METHODS, available_methods, get_method, load_defaults
 from .metrics import psnr, ssim
 from .runtime import pick_device, synchronize
 
@@ -220,7 +220,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--crop", type=int, default=None, help="centre-crop size (default: 256 test, 224 tune)")
     p.add_argument("--sigmas", type=float, nargs="+", default=[0.01, 0.03])
     p.add_argument("--boundaries", nargs="+", default=["circular", "valid"], choices=["circular", "valid"])
-    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated (default: all registered)")
+    p.add_argument("--methods", default=None,
+                   help=f"comma-separated from {', '.join(METHODS)} (default: every registered method whose "
+                        f"checkpoint is present)")
     p.add_argument("--json", default=None, help="write the results here")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     p.add_argument("--split", default="test", choices=["test", "tune"])
@@ -235,7 +237,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else available_methods()
     for m in methods:
         get_method(m)  # fail early on a typo
     if any(s < 0 for s in args.sigmas):

@@ -24,6 +24,8 @@ import torch
 from .classical import hyper_laplacian, inverse_filter, richardson_lucy, tv_admm, wiener, wiener_padded
 
 DEFAULTS_FILE = Path(__file__).with_name("tuned_defaults.json")
+#: shipped checkpoints of the learned methods (NAME.pt + NAME.json, see deblur_edu.checkpoints)
+WEIGHTS_DIR = Path(__file__).with_name("weights")
 SIGMA_FLOOR = 1e-3  # below this, weights are those of σ = 1e-3 (no log of 0)
 
 
@@ -58,6 +60,11 @@ class Method:
     weight: str | None = None  # name of the σ-dependent parameter, tuned on the tune split
     grid: list[float] = field(default_factory=list)  # candidate weights for the tuner
     description: str = ""
+    checkpoint: str | None = None  # learned methods: the shipped weights they need
+
+    def available(self) -> bool:
+        """False for a learned method whose shipped checkpoint is not there."""
+        return self.checkpoint is None or (WEIGHTS_DIR / self.checkpoint).with_suffix(".json").is_file()
 
     def __call__(self, y: torch.Tensor, k: torch.Tensor, sigma: float, defaults: dict | None = None) -> torch.Tensor:
         d = defaults if defaults is not None else load_defaults()
@@ -119,6 +126,32 @@ def _hyper_laplacian(y, k, sigma, lam, defaults):
     return hyper_laplacian(y, k, lam=lam, rho=HL_RHO_RATIO * lam, rho_data=TV_RHO_DATA,
                            iterations=HL_ITERATIONS, rho_growth=1.0, x0=x_tv)
 
+_LOADED: dict[str, torch.nn.Module] = {}
+
+
+def load_shipped(name: str, model_name: str) -> torch.nn.Module:
+    """Load (once) a shipped checkpoint from ``deblur_edu/weights``, hash-verified."""
+    if name not in _LOADED:
+        from .checkpoints import load_model
+        from .train import MODELS
+
+        path = WEIGHTS_DIR / f"{name}.pt"
+        if not path.with_suffix(".json").is_file():
+            raise FileNotFoundError(
+                f"the shipped checkpoint {path} is missing; train it with "
+                f"python -m deblur_edu.train {model_name} --config cpu and copy runs/{model_name}-cpu/model.* "
+                f"to {WEIGHTS_DIR}/{name}.*"
+            )
+        model, _ = load_model(path, MODELS[model_name].build, expected={"channels": 1})
+        _LOADED[name] = model.eval()
+    return _LOADED[name]
+
+
+def _rgdn(y, k, sigma, weight, defaults):
+    model = load_shipped("rgdn-cpu", "rgdn").to(y.device)
+    return model(y, k)
+
+
 METHODS: dict[str, Method] = {
     m.name: m
     for m in [
@@ -141,6 +174,8 @@ METHODS: dict[str, Method] = {
         Method("skimage-rl-10", _skimage_rl(10), None, [], "skimage.restoration.richardson_lucy, 10 it"),
         Method("skimage-rl-30", _skimage_rl(30), None, [], "skimage.restoration.richardson_lucy, 30 it"),
         Method("skimage-rl-100", _skimage_rl(100), None, [], "skimage.restoration.richardson_lucy, 100 it"),
+        Method("rgdn", _rgdn, None, [], "learned gradient descent (Gong et al. 2020), shipped checkpoint",
+               checkpoint="rgdn-cpu"),
     ]
 }
 
@@ -150,3 +185,8 @@ def get_method(name: str) -> Method:
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}.")
     return METHODS[name]
+
+
+def available_methods() -> list[str]:
+    """Every registered method whose requirements (a shipped checkpoint) are present."""
+    return [n for n, m in METHODS.items() if m.available()]

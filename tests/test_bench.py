@@ -109,3 +109,13 @@ def test_readme_table_is_generated_from_the_committed_json():
     out = json.loads((root / "benchmarks/foundation.json").read_text())
     readme = (root / "README.md").read_text()
     assert bench.markdown_table(out) in readme
+
+
+def test_learned_method_without_checkpoint_is_left_out_or_a_clear_error(monkeypatch, tmp_path):
+    from deblur_edu import methods
+
+    monkeypatch.setattr(methods, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(methods, "_LOADED", {})
+    assert "rgdn" not in methods.available_methods()
+    with pytest.raises(FileNotFoundError, match="python -m deblur_edu.train rgdn --config cpu"):
+        methods.get_method("rgdn")(torch.rand(1, 1, 32, 32), motion(5, 0), 0.01, {})
