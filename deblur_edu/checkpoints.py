@@ -78,3 +78,36 @@ def load_model(path: str | Path, build: Callable[[dict], nn.Module], expected: d
     except RuntimeError as err:
         raise ValueError(f"checkpoint {path} does not fit the model its config describes: {err}") from err
     return model, meta
+
+
+def record_metrics(checkpoint: str | Path, bench_json: str | Path, method: str) -> dict:
+    """Copy ``method``'s rows of a benchmark JSON into the checkpoint's metadata ``metrics``.
+
+    The weights (and so their sha256) are untouched; the metrics say where they came from.
+    """
+    meta_path = Path(checkpoint).with_suffix(".json")
+    meta = load_metadata(meta_path)
+    out = json.loads(Path(bench_json).read_text())
+    rows = [r for r in out["results"] if r["method"] == method]
+    if not rows:
+        raise ValueError(f"{bench_json} has no results for method {method!r}.")
+    meta["metrics"] = {
+        "benchmark": {f"{r['boundary']} sigma={r['sigma']:g}": {k: r[k] for k in ("psnr", "ssim", "seconds_per_image")}
+                      for r in rows},
+        "source": str(bench_json),
+        "environment": {k: out["environment"].get(k) for k in ("device", "cpu", "torch", "commit", "split")},
+    }
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    return meta
+
+
+if __name__ == "__main__":
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m deblur_edu.checkpoints",
+                                description="record benchmark metrics in a checkpoint's metadata")
+    p.add_argument("checkpoint")
+    p.add_argument("bench_json")
+    p.add_argument("--method", required=True)
+    a = p.parse_args()
+    print(json.dumps(record_metrics(a.checkpoint, a.bench_json, a.method)["metrics"], indent=2))

@@ -98,3 +98,17 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
 def test_unknown_preset_lists_the_presets():
     with pytest.raises(FileNotFoundError, match="tiny"):
         load_config("rgdn", "huge")
+
+
+def test_record_metrics_keeps_the_weights_hash(checkpoint, tmp_path):
+    from deblur_edu.checkpoints import record_metrics
+
+    bench = tmp_path / "b.json"
+    bench.write_text(json.dumps({"results": [{"method": "rgdn", "boundary": "valid", "sigma": 0.01, "psnr": 30.0,
+                                              "ssim": 0.9, "seconds_per_image": 0.1, "cases": 32}],
+                                 "environment": {"device": "cpu"}}))
+    meta = record_metrics(checkpoint, bench, "rgdn")
+    assert meta["metrics"]["benchmark"]["valid sigma=0.01"]["psnr"] == 30.0
+    load_model(checkpoint, MODELS["rgdn"].build)  # hash still verifies
+    with pytest.raises(ValueError, match="no results"):
+        record_metrics(checkpoint, bench, "tv")
