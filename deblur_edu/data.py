@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .kernels import camera_shake
+from .physics import Blur, add_noise, crop
 from .validation import check_image
 
 ENV_VAR = "DEBLUR_EDU_DATA"
@@ -238,8 +240,6 @@ def valid_blur_pair(
     ``y = valid(k ⊛ scene) + n`` has the shape of ``x = crop(scene)``: the pixels of the
     scene outside ``x`` were blurred into ``y`` but are never seen sharp.
     """
-    from .physics import Blur, add_noise, crop
-
     A = Blur(k, "valid")
     y = add_noise(A(scene), sigma, generator)
     return y, crop(scene, A.pads)
@@ -303,8 +303,6 @@ class BlurDataset(torch.utils.data.Dataset):
             raise IndexError(i)
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
         scene = self._scene(g)
-        from .kernels import camera_shake
-
         k = camera_shake(self.kernel_size, g)
         lo, hi = self.sigma_range
         sigma = lo + (hi - lo) * float(torch.rand(1, generator=g))

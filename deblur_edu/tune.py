@@ -53,7 +53,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", default=None, help="comma-separated subset (default: all with a weight)")
     p.add_argument("--data-dir", default=None)
     args = p.parse_args(argv)
-    torch.set_num_threads(max(torch.get_num_threads(), 1))
     device = torch.device("cpu")
     bench = load_benchmark("tune", data_dir=args.data_dir)
     names = args.methods.split(",") if args.methods else [n for n, m in METHODS.items() if m.weight]
