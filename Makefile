@@ -14,7 +14,7 @@ ifneq ($(wildcard ../shared/data),)
 export DEBLUR_EDU_DATA ?= $(abspath ../shared/data)
 endif
 
-.PHONY: setup assets book bench test tune clean
+.PHONY: setup assets book bench test tune rgdn-checkpoint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,15 @@ bench: setup
 
 tune: setup
 	$(PY) -m deblur_edu.tune
+
+# the shipped RGDN checkpoint: train (resumable), copy into the package, measure, record
+rgdn-checkpoint: setup
+	$(PY) -m deblur_edu.train rgdn --config cpu --out runs/rgdn-cpu --resume --no-progress
+	mkdir -p deblur_edu/weights
+	cp runs/rgdn-cpu/model.pt deblur_edu/weights/rgdn-cpu.pt
+	cp runs/rgdn-cpu/model.json deblur_edu/weights/rgdn-cpu.json
+	$(PY) -m deblur_edu.bench --methods tv,rgdn --json benchmarks/rgdn.json --no-speed
+	$(PY) -m deblur_edu.checkpoints deblur_edu/weights/rgdn-cpu benchmarks/rgdn.json --method rgdn
 
 test: setup
 	$(PY) -m pytest

@@ -55,3 +55,16 @@ def test_wrong_channels_is_a_clear_error():
 def test_kernel_larger_than_image_is_a_clear_error():
     with pytest.raises(ValueError, match="larger than the"):
         RGDN(features=8, depth=3)(torch.rand(1, 1, 8, 8), gaussian(11, 2.0))
+
+
+def test_shipped_checkpoint_loads_and_deblurs():
+    from deblur_edu.methods import WEIGHTS_DIR, get_method, load_shipped
+
+    meta = __import__("json").loads((WEIGHTS_DIR / "rgdn-cpu.json").read_text())
+    for key in ("config", "data_recipe", "commit", "training", "sha256", "metrics"):
+        assert meta[key], key
+    assert (WEIGHTS_DIR / "rgdn-cpu.pt").stat().st_size < 5_000_000  # small
+    model = load_shipped("rgdn-cpu", "rgdn")
+    assert model.channels == 1
+    y = torch.rand(1, 1, 40, 40)
+    assert get_method("rgdn")(y, motion(7, 10), 0.01, {}).shape == y.shape
