@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from pathlib import Path
 import torch
 
 from .benchmark_data import Benchmark, load_benchmark, score_crop
+from .checkpoints import git_commit
 from .methods import METHODS, available_methods, get_method, load_defaults
 from .metrics import psnr, ssim
 from .runtime import pick_device, synchronize
@@ -115,12 +115,7 @@ def environment(device: torch.device, bench: Benchmark, args: argparse.Namespace
     import numpy
     import skimage
 
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=10
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
+    commit = git_commit()
     cpu = platform.processor()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -149,12 +144,18 @@ def environment(device: torch.device, bench: Benchmark, args: argparse.Namespace
     }
 
 
+def _layout(results: list[dict]) -> tuple[list[tuple[str, float]], list[str], dict]:
+    """Table layout shared by the printed and the README tables: columns (boundary, σ) with
+    ``valid`` first, methods in run order, and the rows keyed by (method, boundary, σ)."""
+    cols = sorted({(r["boundary"], r["sigma"]) for r in results}, key=lambda c: (c[0] != "valid", c[1]))
+    methods = list(dict.fromkeys(r["method"] for r in results))
+    return cols, methods, {(r["method"], r["boundary"], r["sigma"]): r for r in results}
+
+
 def format_table(results: list[dict], times: bool = True) -> str:
     """Rows = methods; columns = PSNR/SSIM per (boundary, σ), then mean seconds per image
     (left out with ``times=False``, e.g. where the output must be reproducible)."""
-    cols = sorted({(r["boundary"], r["sigma"]) for r in results}, key=lambda c: (c[0] != "valid", c[1]))
-    methods = list(dict.fromkeys(r["method"] for r in results))
-    by = {(r["method"], r["boundary"], r["sigma"]): r for r in results}
+    cols, methods, by = _layout(results)
     head = f"{'method':<16}" + "".join(f"{b + ' σ=' + format(s, 'g'):>18}" for b, s in cols) + (f"{'s/image':>10}" if times else "")
     lines = [head, f"{'':<16}" + "".join(f"{'PSNR / SSIM':>18}" for _ in cols), "-" * len(head)]
     for m in methods:
@@ -175,14 +176,12 @@ README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 def markdown_table(out: dict) -> str:
     """The README's results table (mean PSNR dB / SSIM; seconds per image), from the JSON."""
-    results = out["results"]
-    cols = sorted({(r["boundary"], r["sigma"]) for r in results}, key=lambda c: (c[0] != "valid", c[1]))
-    by = {(r["method"], r["boundary"], r["sigma"]): r for r in results}
+    cols, methods, by = _layout(out["results"])
     lines = [
         "| method | " + " | ".join(f"{b} σ={s:g}" for b, s in cols) + " | s / image |",
         "|---|" + "---:|" * (len(cols) + 1),
     ]
-    for m in dict.fromkeys(r["method"] for r in results):
+    for m in methods:
         rows = [by[(m, b, s)] for b, s in cols if (m, b, s) in by]
         cells = [f"{r['psnr']:.2f} / {r['ssim']:.3f}" for r in rows]
         t = sum(r["seconds_per_image"] for r in rows) / len(rows)
