@@ -45,12 +45,22 @@ def show_images(
     return fig
 
 
+def full_spectrum_magnitude(half: torch.Tensor) -> np.ndarray:
+    """``|X|`` on the whole (H, W) grid from the ``rfft2`` half-spectrum of a real image of
+    even width W: the missing columns follow from ``|X[u, v]| = |X[−u mod H, W − v]|``."""
+    mag = half.detach().abs().cpu().reshape(-1, *half.shape[-2:])[0].numpy()
+    H, half_w = mag.shape
+    W = 2 * (half_w - 1)
+    rows = (-np.arange(H)) % H
+    cols = W - np.arange(half_w, W)
+    return np.concatenate([mag, mag[rows][:, cols]], axis=1)
+
+
 def show_spectrum(otf: torch.Tensor, ax: plt.Axes | None = None, title: str = "|K| (log scale)") -> plt.Axes:
-    """The magnitude of a (half-)spectrum, log scale, zero frequency centred."""
+    """The magnitude of a half-spectrum (``rfft2`` of an even-width image), log scale,
+    zero frequency centred."""
     ax = ax or plt.gca()
-    mag = otf.detach().abs().cpu()[0, 0].numpy()
-    full = np.concatenate([mag, mag[:, -2:0:-1][::-1][:, ::-1]], axis=1) if mag.shape[1] > 1 else mag
-    ax.imshow(np.fft.fftshift(np.log10(full + 1e-8)), cmap="magma")
+    ax.imshow(np.fft.fftshift(np.log10(full_spectrum_magnitude(otf) + 1e-8)), cmap="magma")
     ax.set_title(title)
     ax.axis("off")
     return ax

@@ -59,3 +59,17 @@ def test_operator_accepts_values_outside_image_range():
     """Blur acts on ratios and residuals (Richardson–Lucy, gradients): no 0–255 heuristic there."""
     A = Blur(gaussian(5, 1.0), "valid")
     assert A(torch.full((1, 1, 12, 12), 7.0)).shape == (1, 1, 8, 8)
+
+
+def test_full_spectrum_from_the_half_spectrum():
+    from deblur_edu.kernels import motion
+    from deblur_edu.physics import psf2otf
+    from deblur_edu.plot import full_spectrum_magnitude
+
+    k = motion(9, 30, dtype=torch.float64)  # not symmetric under a flip of either axis alone
+    half = psf2otf(k, (16, 20))
+    padded = torch.zeros(16, 20, dtype=torch.float64)
+    h = k.shape[-1]
+    padded[:h, :h] = k[0, 0]
+    full = torch.fft.fft2(torch.roll(padded, (-(h // 2), -(h // 2)), dims=(0, 1))).abs().numpy()
+    assert abs(full_spectrum_magnitude(half) - full).max() < 1e-12
