@@ -1,6 +1,5 @@
 """Data directory, sha256-checked downloads (from local file:// URLs), images, datasets, kernels."""
 
-import hashlib
 import shutil
 
 import numpy as np

@@ -1,6 +1,5 @@
 """PSNR and SSIM: known values, agreement with scikit-image, differentiability."""
 
-import numpy as np
 import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
