@@ -108,3 +108,54 @@ def check_admm_step(student: Callable) -> None:
         for part, (a, b, hint) in zip("xzu", zip(got, expected, hints)):
             _compare(a, b, f"ADMM step, {name}, {part}", hint)
     print("✓ one ADMM iteration agrees with the reference")
+
+
+# ----- assignment 3: learned gradient descent --------------------------------------------
+def _valid_problem(k: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A scene ``x`` and an observation ``y`` of the ``valid`` blur of a larger scene."""
+    A = Blur(k, "valid")
+    x = _image((2, 1, 18, 22), seed)
+    y = _image(A.output_shape(x.shape), seed + 1)
+    return x, y
+
+
+def check_data_gradient(student: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+    """``student(x, y, k)`` must return ``∇f(x) = Aᵀ(A x − y)`` for the ``valid`` blur ``A``.
+
+    The reference is automatic differentiation of ``f(x) = ½‖A x − y‖²``: the check needs no
+    closed form, only the definition of a gradient.
+    """
+    for name, k in _kernels().items():
+        x, y = _valid_problem(k, seed=7)
+        x = x.requires_grad_()
+        f = 0.5 * ((Blur(k, "valid")(x) - y) ** 2).sum()
+        (expected,) = torch.autograd.grad(f, x)
+        _compare(student(x.detach(), y, k), expected, f"data gradient, {name} kernel",
+                 "∇f = Aᵀ(A x − y) with A = Blur(k, 'valid') and Aᵀ = A.adjoint: the gradient lives on "
+                 "the scene (x's shape), not on the observation.")
+    print("✓ the data gradient equals autograd's gradient of ½‖Ax − y‖²")
+
+
+def _tiny_cnn(seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 1, 3, padding=1))
+    return net.double()
+
+
+def reference_rgdn_step(x, y, k, H: Callable, R: Callable, D: Callable) -> torch.Tensor:
+    """One RGDN update ``x + D(H(∇f(x)) − R(x))`` with ``∇f = Aᵀ(A x − y)`` (chapter 3)."""
+    A = Blur(k, "valid")
+    grad_f = A.adjoint(A(x) - y)
+    return x + D(H(grad_f) - R(x))
+
+
+def check_rgdn_step(student: Callable) -> None:
+    """``student(x, y, k, H, R, D)`` must return ``x + D(H(∇f(x)) − R(x))``."""
+    H, R, D = _tiny_cnn(1), _tiny_cnn(2), _tiny_cnn(3)
+    with torch.no_grad():
+        for name, k in _kernels().items():
+            x, y = _valid_problem(k, seed=11)
+            _compare(student(x, y, k, H, R, D), reference_rgdn_step(x, y, k, H, R, D), f"RGDN step, {name} kernel",
+                     "g = H(∇f(x)) − R(x): H acts on the data gradient, R on the current estimate; "
+                     "then x + D(g) — D scales the *combined* direction.")
+    print("✓ one RGDN step agrees with the reference")

@@ -91,3 +91,29 @@ def test_admm_check_rejects_a_stale_z_step():
 
     with pytest.raises(AssertionError, match="z-step"):
         grading.check_admm_step(stale)
+
+
+def test_rgdn_checks_pass_on_the_reference_and_the_library():
+    from deblur_edu.learned import RGDN
+
+    grading.check_data_gradient(lambda x, y, k: RGDN.data_gradient(grading.Blur(k, "valid"), x, y))
+    grading.check_rgdn_step(grading.reference_rgdn_step)
+
+
+def test_data_gradient_check_rejects_the_forward_map_as_adjoint():
+    def wrong(x, y, k):
+        A = grading.Blur(k, "valid")
+        residual = grading.Blur(k, "circular")(grading.Blur(k, "circular")(x))  # blur twice, no adjoint
+        return residual - A.adjoint(y)
+
+    with pytest.raises(AssertionError, match="data gradient"):
+        grading.check_data_gradient(wrong)
+
+
+def test_rgdn_step_check_rejects_scaling_only_the_gradient():
+    def wrong(x, y, k, H, R, D):
+        A = grading.Blur(k, "valid")
+        return x + D(H(A.adjoint(A(x) - y))) - R(x)
+
+    with pytest.raises(AssertionError, match="RGDN step"):
+        grading.check_rgdn_step(wrong)
