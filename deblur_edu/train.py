@@ -52,6 +52,11 @@ def recursive_supervision_loss(model: nn.Module, batch: dict) -> torch.Tensor:
     return torch.stack([torch.mean((o - batch["sharp"]) ** 2) for o in outputs]).mean()
 
 
+def output_loss(model: nn.Module, batch: dict) -> torch.Tensor:
+    """MSE of the model's output (a DEQ has one output: its equilibrium)."""
+    return torch.mean((model(batch["blurred"], batch["kernel"]) - batch["sharp"]) ** 2)
+
+
 @dataclass
 class ModelSpec:
     build: Callable[[dict], nn.Module]
@@ -64,7 +69,16 @@ def _build_rgdn(cfg: dict) -> nn.Module:
     return RGDN(**cfg)
 
 
-MODELS: dict[str, ModelSpec] = {"rgdn": ModelSpec(_build_rgdn, recursive_supervision_loss)}
+def _build_deq(cfg: dict) -> nn.Module:
+    from .learned import DEQ
+
+    return DEQ(**cfg)
+
+
+MODELS: dict[str, ModelSpec] = {
+    "rgdn": ModelSpec(_build_rgdn, recursive_supervision_loss),
+    "deq": ModelSpec(_build_deq, output_loss),
+}
 
 
 # ----- configuration --------------------------------------------------------------------
@@ -202,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=None, help="override train.steps")
     p.add_argument("--batch-size", type=int, default=None, help="override train.batch_size (per process)")
     p.add_argument("--stop-after", type=int, default=None, help="stop this run after N steps (resume later)")
+    p.add_argument("--backward", default=None,
+                   help="DEQ only: jfb, implicit-anderson, implicit-cg, unrolled or neumann-K (overrides model.backward)")
     p.add_argument("--device", default=None)
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
@@ -210,7 +226,12 @@ def main(argv: list[str] | None = None) -> int:
         cfg["train"]["steps"] = args.steps
     if args.batch_size:
         cfg["train"]["batch_size"] = args.batch_size
-    out = args.out or f"runs/{args.model}-{Path(args.config).stem}"
+    if args.backward:
+        if args.model != "deq":
+            raise SystemExit("--backward applies to the deq model only.")
+        cfg["model"]["backward"] = args.backward
+    suffix = f"-{args.backward}" if args.backward else ""
+    out = args.out or f"runs/{args.model}-{Path(args.config).stem}{suffix}"
     path = train(args.model, cfg, out, args.resume, args.device, progress=not args.no_progress,
                  stop_after=args.stop_after)
     print(f"wrote {path}" if path is not None else f"stopped; continue with --resume --out {out}")

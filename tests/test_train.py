@@ -112,3 +112,21 @@ def test_record_metrics_keeps_the_weights_hash(checkpoint, tmp_path):
     load_model(checkpoint, MODELS["rgdn"].build)  # hash still verifies
     with pytest.raises(ValueError, match="no results"):
         record_metrics(checkpoint, bench, "tv")
+
+
+@pytest.mark.parametrize("backward", ["jfb", "implicit-anderson"])
+def test_deq_trains_through_the_same_cli_with_each_backward_mode(tmp_path, backward):
+    from deblur_edu.train import main
+
+    assert main(["deq", "--config", "tiny", "--backward", backward, "--out", str(tmp_path), "--no-progress"]) == 0
+    meta = json.loads((tmp_path / "model.json").read_text())
+    assert meta["config"]["model"]["backward"] == backward
+    model, _ = load_model(tmp_path / "model.pt", MODELS["deq"].build)
+    assert model.backward == backward
+
+
+def test_backward_option_is_refused_for_rgdn():
+    from deblur_edu.train import main
+
+    with pytest.raises(SystemExit, match="deq model only"):
+        main(["rgdn", "--config", "tiny", "--backward", "jfb"])

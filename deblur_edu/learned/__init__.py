@@ -1,5 +1,6 @@
 """Learned deconvolution: networks that use the blur operator inside their computation."""
 
+from .deq import DEQ
 from .rgdn import RGDN
 
-__all__ = ["RGDN"]
+__all__ = ["DEQ", "RGDN"]

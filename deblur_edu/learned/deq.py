@@ -1,0 +1,260 @@
+r"""Deep-equilibrium (implicit) networks for deblurring, and the ways to train them.
+
+Gilton, Ongie & Willett, "Deep equilibrium architectures for inverse problems in imaging"
+(IEEE TCI 2021); Fung, Heaton, Li, McKenzie, Osher & Yin, "JFB: Jacobian-free
+backpropagation for implicit networks" (AAAI 2022); Liu, Tong & Zhao, "Training implicit
+networks for image deblurring using Jacobian-free backpropagation" (2024).
+
+Instead of a fixed number of steps (RGDN), the output is an *equilibrium* of one map,
+
+    gradient form:  T(x) = x − η (Aᵀ(A x − y) + R_θ(x)),  R_θ(x) = x − D_θ(x)
+    proximal form:  T(x) = D_θ(x − η Aᵀ(A x − y))
+
+found by a fixed-point solver (:mod:`deblur_edu.fixed_point`) *without* recording a graph,
+and the network returns ``T(x*)``. ``A`` is the border-aware ``valid`` blur, so ``x`` lives on
+the scene. ``D_θ`` is a "denoiser": a CNN with spectral normalisation and no BatchNorm
+(BatchNorm made the implicit solves diverge in Gilton et al.), scaled by ``lipschitz`` < 1.
+The gradient-form prior ``R_θ = I − D_θ`` is "regularisation by denoising" (Romano, Elad &
+Milanfar 2017). Why this shape: ``‖A‖ ≤ 1`` for a kernel summing to 1, so if ``D_θ`` is
+L-Lipschitz with ``L < 1``, the proximal form contracts with factor ``L`` for any ``η ≤ 2``
+and the gradient form with ``1 − η(1 − L)`` for ``η ≤ 2/3`` — a unique fixed point that
+the solvers reach (spectral normalisation bounds each layer's weight matrix; the conv
+operator's gain may differ, so :func:`~deblur_edu.fixed_point.lipschitz_estimate` checks). The solve starts from the Tikhonov solution
+``x₀ = (KᵀK + βDᵀD)⁻¹ Aᵀy`` (circular, by FFT, on the scene grid).
+
+**Backward modes** (``backward=``) — how ``∂ℓ/∂θ`` is obtained from ``g = ∂ℓ/∂T(x*)``.
+By the implicit function theorem, with ``J = ∂T/∂x`` at ``x*``,
+
+    ∂ℓ/∂θ = uᵀ ∂T/∂θ,   u = (I − Jᵀ)⁻¹ g,   i.e.  u = g + Jᵀu.
+
+- ``implicit-anderson``: solve ``u = g + Jᵀu`` with Anderson (vector–Jacobian products).
+- ``implicit-cg``: conjugate gradients on the normal equations
+  ``(I − J)(I − Jᵀ) u = (I − J) g`` (needs Jacobian–vector products too; Fung et al.).
+- ``neumann-K`` (e.g. ``neumann-3``): the truncated series ``u ≈ Σ_{i=0}^{K} (Jᵀ)ⁱ g``.
+- ``jfb``: ``u = g`` — backprop through the single last application of ``T`` only
+  (Jacobian-free; a descent direction when ``T`` is contractive, Fung et al. Thm 0.2).
+- ``unrolled``: ``unroll_steps`` plain iterations from ``x₀``, backprop through all of them
+  (memory grows with the steps — the thing DEQs avoid).
+
+The implicit modes replace the incoming gradient by ``u`` (a hook on ``T(x*)``); they do
+*not* add it to the JFB gradient. The adjoint solve uses the forward solve's tolerance
+and iteration cap; its diagnostics land in ``self.backward_info``.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import spectral_norm
+
+from ..classical.priors import grad_otf_power
+from ..fixed_point import SOLVERS, FixedPointError, SolverInfo, anderson, relative_residual
+from ..physics import Blur, crop
+from ..validation import check_problem
+
+FORMS = ("gradient", "proximal")
+BACKWARDS = ("jfb", "implicit-anderson", "implicit-cg", "unrolled", "neumann-K")
+
+
+class Denoiser(nn.Module):
+    """``D_θ(x) = L · cnn(x)``: conv3×3 → ReLU → … → conv3×3, each convolution spectrally
+    normalised, no BatchNorm, the output scaled by ``lipschitz`` (L)."""
+
+    def __init__(self, channels: int, features: int, depth: int, lipschitz: float):
+        super().__init__()
+        widths = [channels] + [features] * (depth - 1) + [channels]
+        layers: list[nn.Module] = []
+        for i in range(depth):
+            layers.append(spectral_norm(nn.Conv2d(widths[i], widths[i + 1], 3, padding=1)))
+            if i < depth - 1:
+                layers.append(nn.ReLU())
+        self.cnn = nn.Sequential(*layers)
+        self.lipschitz = lipschitz
+
+    def cache_weights(self) -> None:
+        """Inside ``parametrize.cached()``: normalise every weight now, with its graph, so
+        that the no-grad fixed-point solve and the differentiable step share them."""
+        for layer in self.cnn:
+            if parametrize.is_parametrized(layer):
+                layer.weight  # noqa: B018 — the access fills the cache
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lipschitz * self.cnn(x)
+
+
+def parse_backward(backward: str) -> tuple[str, int]:
+    """``"neumann-3"`` → ``("neumann", 3)``; other modes → ``(mode, 0)``; clear error otherwise."""
+    if backward.startswith("neumann-") and backward[len("neumann-"):].isdigit():
+        return "neumann", int(backward[len("neumann-"):])
+    if backward in ("jfb", "implicit-anderson", "implicit-cg", "unrolled"):
+        return backward, 0
+    raise ValueError(f"unknown backward mode {backward!r}; choose one of {BACKWARDS} (K a number, e.g. neumann-3).")
+
+
+def conjugate_gradient(apply, b: torch.Tensor, tol: float, max_iter: int) -> tuple[torch.Tensor, SolverInfo]:
+    """Solve ``M u = b`` for symmetric positive (semi-)definite ``M`` given as ``apply``,
+    batched over the first axis; stops on the relative residual ``‖b − M u‖ / ‖b‖``."""
+    info = SolverInfo("cg")
+    dims = tuple(range(1, b.dim()))
+    u = torch.zeros_like(b)
+    r, p = b.clone(), b.clone()
+    rr = (r * r).sum(dims, keepdim=True)
+    b_norm = rr.sqrt().clamp(min=1e-30)
+    for _ in range(max_iter):
+        Mp = apply(p)
+        a = rr / (p * Mp).sum(dims, keepdim=True).clamp(min=1e-30)
+        u, r = u + a * p, r - a * Mp
+        rr_new = (r * r).sum(dims, keepdim=True)
+        info.iterations += 1
+        info.residuals.append(float((rr_new.sqrt() / b_norm).max()))
+        if not torch.isfinite(u).all():
+            raise FixedPointError("cg: the adjoint solve became NaN/Inf.", info)
+        if info.residual < tol:
+            info.converged = True
+            break
+        p, rr = r + rr_new / rr.clamp(min=1e-30) * p, rr_new
+    return u, info
+
+
+class DEQ(nn.Module):
+    """Deep-equilibrium deblurring network (see the module docstring for the equations).
+
+    Args:
+        channels, features, depth: the denoiser CNN ``D_θ``.
+        lipschitz: the scale L of ``D_θ`` (< 1 for a contraction; see the module docstring).
+        form: ``"gradient"`` or ``"proximal"``.
+        step_size: η of the data step.
+        backward: ``jfb``, ``implicit-anderson``, ``implicit-cg``, ``unrolled`` or ``neumann-K``.
+        solver: forward solver, ``anderson`` (default), ``picard`` or ``krasnoselskii-mann``.
+        tol, max_iter: forward tolerance (relative residual) and iteration cap; the
+            adjoint solve uses the same.
+        unroll_steps: iterations of the ``unrolled`` mode.
+        init_balance: β of the Tikhonov initialisation.
+        strict: raise (instead of warn) when a solve does not reach ``tol``. NaN/Inf and
+            divergence always raise.
+
+    Example:
+        >>> from deblur_edu.kernels import gaussian
+        >>> net = DEQ(features=8, depth=3, max_iter=10)
+        >>> y = torch.rand(2, 1, 32, 32)
+        >>> net(y, gaussian(7, 1.0)).shape
+        torch.Size([2, 1, 32, 32])
+        >>> net.forward_info.iterations <= 10
+        True
+    """
+
+    def __init__(self, channels: int = 1, features: int = 32, depth: int = 5, form: str = "gradient",
+                 step_size: float = 1.0, backward: str = "jfb", solver: str = "anderson", tol: float = 1e-3,
+                 max_iter: int = 50, unroll_steps: int = 10, init_balance: float = 1e-2, strict: bool = False,
+                 lipschitz: float = 0.99):
+        super().__init__()
+        if form not in FORMS:
+            raise ValueError(f"unknown form {form!r}; choose one of {FORMS}.")
+        if solver not in SOLVERS:
+            raise ValueError(f"unknown solver {solver!r}; choose one of {sorted(SOLVERS)}.")
+        if not step_size > 0:
+            raise ValueError(f"step_size must be > 0, got {step_size}.")
+        parse_backward(backward)
+        self.channels, self.form, self.step_size = channels, form, step_size
+        self.backward, self.solver, self.tol, self.max_iter = backward, solver, tol, max_iter
+        self.unroll_steps, self.init_balance, self.strict = unroll_steps, init_balance, strict
+        self.denoiser = Denoiser(channels, features, depth, lipschitz)
+        self.forward_info: SolverInfo | None = None
+        self.backward_info: SolverInfo | None = None
+
+    # ----- the map T -------------------------------------------------------------------
+    def T(self, x: torch.Tensor, A: Blur, y: torch.Tensor) -> torch.Tensor:
+        """One application of the fixed-point map (gradient or proximal form)."""
+        data_grad = A.adjoint(A(x) - y)
+        if self.form == "gradient":
+            return x - self.step_size * (data_grad + x - self.denoiser(x))
+        return self.denoiser(x - self.step_size * data_grad)
+
+    def initial(self, A: Blur, y: torch.Tensor) -> torch.Tensor:
+        """Tikhonov start ``(KᵀK + βDᵀD)⁻¹ Aᵀy`` on the scene grid (circular approximation)."""
+        Aty = A.adjoint(y)
+        shape = Aty.shape[-2:]
+        denominator = A.otf(shape, Aty).abs() ** 2 + self.init_balance * grad_otf_power(shape, y.device, y.dtype)
+        return torch.fft.irfft2(torch.fft.rfft2(Aty) / denominator, s=shape)
+
+    # ----- solves ----------------------------------------------------------------------
+    def _check_solve(self, info: SolverInfo, what: str) -> None:
+        if info.converged:
+            return
+        message = (f"DEQ {what} solve: no convergence to tol={self.tol:g} in {info.iterations} iterations "
+                   f"(relative residual {info.residual:.2e}); raise max_iter, loosen tol, or check that T contracts "
+                   f"(deblur_edu.fixed_point.lipschitz_estimate).")
+        if self.strict:
+            raise FixedPointError(message, info)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+    def solve(self, A: Blur, y: torch.Tensor) -> torch.Tensor:
+        """``x*`` with ``x* = T(x*)``, no graph recorded; diagnostics in ``forward_info``."""
+        with torch.no_grad():
+            x, info = SOLVERS[self.solver](lambda x: self.T(x, A, y), self.initial(A, y), tol=self.tol,
+                                           max_iter=self.max_iter)
+        self.forward_info = info
+        self._check_solve(info, "forward")
+        return x
+
+    def _adjoint_solver(self, mode: str, terms: int, fx0: torch.Tensor, x0: torch.Tensor):
+        """The map ``g ↦ u ≈ (I − Jᵀ)⁻¹ g`` for the hook, J = ∂T/∂x at x* (through fx0 = T(x0))."""
+
+        def vjp(v: torch.Tensor) -> torch.Tensor:  # Jᵀ v
+            return torch.autograd.grad(fx0, x0, v, retain_graph=True)[0]
+
+        def jvp(v: torch.Tensor) -> torch.Tensor:  # J v, by the double-vjp trick
+            w = torch.zeros_like(fx0, requires_grad=True)
+            Jt_w = torch.autograd.grad(fx0, x0, w, create_graph=True)[0]
+            return torch.autograd.grad(Jt_w, w, v)[0]
+
+        def solve(g: torch.Tensor) -> torch.Tensor:
+            if mode == "neumann":
+                u, v = g, g
+                for _ in range(terms):
+                    v = vjp(v)
+                    u = u + v
+                self.backward_info = SolverInfo("neumann", iterations=terms, converged=True)
+                return u
+            if mode == "implicit-anderson":
+                with torch.enable_grad():
+                    u, info = anderson(lambda u: g + vjp(u), g, tol=self.tol, max_iter=self.max_iter)
+            else:  # implicit-cg on (I − J)(I − Jᵀ) u = (I − J) g
+                with torch.enable_grad():
+                    rhs = g - jvp(g)
+                    u, info = conjugate_gradient(lambda v: (lambda w: w - jvp(w))(v - vjp(v)), rhs,
+                                                 self.tol, self.max_iter)
+            self.backward_info = info
+            self._check_solve(info, "backward (adjoint)")
+            return u
+
+        return solve
+
+    # ----- forward ---------------------------------------------------------------------
+    def forward(self, y: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """Deblur ``y`` (B, C, H, W) given kernels ``k`` (B or 1, 1, h, w)."""
+        y, k = check_problem(y, k)
+        if y.shape[1] != self.channels:
+            raise ValueError(f"this DEQ was built for {self.channels} channel(s), got {y.shape[1]}; "
+                             f"convert the image or use a matching checkpoint.")
+        A = Blur(k, "valid", check_inputs=False)
+        mode, terms = parse_backward(self.backward)
+        with parametrize.cached():  # normalise each weight once per call: T stays one fixed map
+            self.denoiser.cache_weights()
+            if mode == "unrolled":
+                x = self.initial(A, y)
+                for _ in range(self.unroll_steps):
+                    x = self.T(x, A, y)
+                return crop(x, A.pads)
+            x_star = self.solve(A, y)
+            out = self.T(x_star, A, y)  # one differentiable application (all that JFB uses)
+            if mode != "jfb" and out.requires_grad:
+                x0 = x_star.clone().requires_grad_()
+                fx0 = self.T(x0, A, y)  # a second graph at x*, for the Jacobian products
+                solve = self._adjoint_solver(mode, terms, fx0, x0)
+                out.register_hook(solve)
+            self.last_residual = float(relative_residual(out.detach(), x_star).max())
+        return crop(out, A.pads)

@@ -1,0 +1,102 @@
+"""Fixed-point solvers: they reach known fixed points, and they fail loudly."""
+
+import pytest
+import torch
+
+from deblur_edu.fixed_point import (
+    FixedPointError,
+    anderson,
+    anderson_weights,
+    krasnoselskii_mann,
+    lipschitz_estimate,
+    picard,
+)
+from deblur_edu.learned.deq import conjugate_gradient
+
+
+def linear_contraction(n=60, batch=3, radius=0.9, seed=0):
+    """T(x) = M x + b with ‖M‖ = radius (symmetric, eigenvalues spread in [−radius, radius])."""
+    g = torch.Generator().manual_seed(seed)
+    Q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
+    M = Q @ torch.diag(torch.linspace(-radius, radius, n, dtype=torch.float64)) @ Q.T
+    b = torch.randn(batch, n, generator=g, dtype=torch.float64)
+    x_star = torch.linalg.solve(torch.eye(n, dtype=torch.float64) - M, b.T).T
+    return (lambda x: x @ M.T + b), x_star, M
+
+
+@pytest.mark.parametrize("solver", [picard, krasnoselskii_mann, anderson])
+def test_solvers_reach_the_fixed_point_of_a_contraction(solver):
+    T, x_star, _ = linear_contraction()
+    x, info = solver(T, torch.zeros_like(x_star), tol=1e-10, max_iter=2000)
+    assert info.converged and info.residuals[-1] < 1e-10
+    assert torch.allclose(x, x_star, atol=1e-8)
+
+
+def test_anderson_needs_fewer_iterations_than_picard():
+    T, x_star, _ = linear_contraction()
+    _, a = anderson(T, torch.zeros_like(x_star), tol=1e-8, max_iter=500)
+    _, p = picard(T, torch.zeros_like(x_star), tol=1e-8, max_iter=500)
+    assert a.iterations < p.iterations / 2
+
+
+def test_anderson_weights_are_the_constrained_least_squares_solution():
+    G = torch.randn(2, 30, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    alpha = anderson_weights(G, lam=0.0)
+    assert torch.allclose(alpha.sum(1), torch.ones(2, 1, dtype=torch.float64))
+    best = (G @ alpha).norm(dim=1)
+    for _ in range(20):  # any other affine combination has a larger residual
+        other = alpha + 0.1 * torch.randn_like(alpha)
+        other = other + (1 - other.sum(1, keepdim=True)) / 4
+        assert ((G @ other).norm(dim=1) >= best - 1e-12).all()
+
+
+def test_krasnoselskii_mann_converges_where_picard_cycles():
+    """A rotation by 90° is non-expansive, not contractive: Picard cycles, KM averages it down."""
+    R = torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=torch.float64)
+    T = lambda x: x @ R.T  # noqa: E731
+    x0 = torch.ones(1, 2, dtype=torch.float64)
+    assert not picard(T, x0, tol=1e-6, max_iter=200)[1].converged
+    x, info = krasnoselskii_mann(T, x0, tol=1e-6, max_iter=200, beta=0.5)
+    assert info.converged and float(x.abs().max()) < 1e-5
+
+
+def test_nan_is_reported_with_the_trace():
+    with pytest.raises(FixedPointError, match="NaN/Inf") as err:
+        picard(lambda x: x * float("nan"), torch.ones(1, 3))
+    assert err.value.info.iterations == 1
+
+
+def test_a_non_contractive_map_is_reported_as_diverging():
+    with pytest.raises(FixedPointError, match="not a contraction") as err:
+        anderson(lambda x: 3.0 * x + 1.0, torch.ones(2, 5, dtype=torch.float64), max_iter=200, m=1)
+    assert "Last relative residuals" in str(err.value)
+
+
+def test_strict_non_convergence_is_an_error():
+    T, x_star, _ = linear_contraction(radius=0.99)
+    with pytest.raises(FixedPointError, match="no convergence"):
+        picard(T, torch.zeros_like(x_star), tol=1e-12, max_iter=5, strict=True)
+    x, info = picard(T, torch.zeros_like(x_star), tol=1e-12, max_iter=5)  # not strict: reported
+    assert not info.converged and info.iterations == 5
+
+
+@pytest.mark.parametrize("kwargs, match", [(dict(tol=0.0), "tol"), (dict(max_iter=0), "max_iter"),
+                                           (dict(m=0), "memory")])
+def test_bad_solver_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        anderson(lambda x: x, torch.ones(1, 2), **kwargs)
+
+
+def test_lipschitz_estimate_is_the_spectral_norm_of_a_linear_map():
+    T, x_star, M = linear_contraction(n=30, radius=0.7)
+    est = lipschitz_estimate(T, x_star, iterations=200, generator=torch.Generator().manual_seed(0))
+    assert abs(est - float(torch.linalg.matrix_norm(M, ord=2))) < 1e-3
+
+
+def test_conjugate_gradient_solves_an_spd_system():
+    g = torch.Generator().manual_seed(3)
+    B = torch.randn(20, 20, generator=g, dtype=torch.float64)
+    S = B @ B.T + 20 * torch.eye(20, dtype=torch.float64)
+    b = torch.randn(2, 20, generator=g, dtype=torch.float64)
+    u, info = conjugate_gradient(lambda v: v @ S, b, tol=1e-12, max_iter=100)
+    assert info.converged and torch.allclose(u @ S, b, atol=1e-9)
