@@ -1,0 +1,196 @@
+"""What each way of training a DEQ costs: time per step, backward iterations, memory.
+
+    python -m deblur_edu.backward_cost [--modes jfb implicit-anderson implicit-cg neumann-5 unrolled]
+        [--iterations 5 10 20 50] [--size 96] [--batch 4] [--repeats 5] [--threads 2]
+        [--json benchmarks/deq_cost.json] [--device cpu|cuda]
+
+Two measurements on one seeded random batch (dead leaves, a camera-shake kernel):
+
+1. **Time per training step** for every backward mode at the same forward tolerance:
+   the forward (the no-grad solve plus the differentiable application of T) and the
+   backward (``loss.backward()``, which runs the adjoint solve of the implicit modes),
+   medians of ``repeats`` runs at a fixed thread count, with the solvers' iteration counts.
+2. **Peak memory against forward iterations** (the solve is forced to run exactly n
+   iterations; ``unrolled`` runs n steps): the bytes autograd saves for backward
+   (``torch.autograd.graph.saved_tensors_hooks``, each storage counted once) and the
+   allocator's peak during the step — ``torch.cuda.max_memory_allocated`` on a GPU, the
+   profiler's memory timeline (``torch.profiler`` with ``profile_memory=True``) on a CPU — so
+   that the solver's history and other no-grad buffers count too.
+
+Timings are only meaningful on an otherwise idle machine; figures go to the JSON and the
+book, never into tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .learned import DEQ
+from .runtime import pick_device, synchronize
+
+
+def saved_tensor_bytes(step: Callable[[], None]) -> int:
+    """Bytes of the tensors autograd saves for backward while ``step`` runs (each storage once)."""
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor):
+        storage = t.untyped_storage()
+        seen[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        step()
+    return sum(seen.values())
+
+
+def allocator_peak_bytes(step: Callable[[], None], device: torch.device) -> int | None:
+    """Peak bytes allocated while ``step`` runs, above what was allocated before it."""
+    if device.type == "cuda":
+        synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        step()
+        synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - base
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
+        step()
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # the CPU timeline has no replacement yet
+        path = Path(tmp) / "timeline.json"
+        try:
+            prof.export_memory_timeline(str(path), device="cpu")
+        except (AttributeError, RuntimeError):  # a torch without the timeline: report it as missing
+            return None
+        _, sizes = json.loads(path.read_text())
+    return int(max(sum(row) for row in sizes)) if sizes else 0
+
+
+def problem(size: int, batch: int, device: torch.device, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A seeded training batch ``(y, k, x)``: dead-leaves scenes, one camera-shake kernel, σ = 0.01."""
+    from .data import dead_leaves
+    from .kernels import camera_shake
+    from .physics import Blur, add_noise, crop
+
+    g = torch.Generator().manual_seed(seed)
+    k = camera_shake(15, g)
+    A = Blur(k, "valid")
+    scenes = torch.cat([dead_leaves(size + 14, generator=g) for _ in range(batch)])
+    y = add_noise(A(scenes), 0.01, g)
+    return y.to(device), k.to(device), crop(scenes, A.pads).to(device)
+
+
+def build(mode: str, model_cfg: dict, device: torch.device, iterations: int | None = None) -> DEQ:
+    """A DEQ with backward ``mode``; ``iterations`` forces that many forward iterations."""
+    cfg = dict(model_cfg, backward=mode)
+    if iterations is not None:
+        cfg.update(tol=1e-30, max_iter=iterations, unroll_steps=iterations)
+    torch.manual_seed(0)
+    return DEQ(**cfg).to(device).train()
+
+
+def training_step(model: DEQ, y: torch.Tensor, k: torch.Tensor, x: torch.Tensor) -> tuple[float, float]:
+    """One step's (forward seconds, backward seconds)."""
+    model.zero_grad(set_to_none=True)
+    device = y.device
+    synchronize(device)
+    t0 = time.perf_counter()
+    loss = torch.mean((model(y, k) - x) ** 2)
+    synchronize(device)
+    t1 = time.perf_counter()
+    loss.backward()
+    synchronize(device)
+    return t1 - t0, time.perf_counter() - t1
+
+
+def time_modes(modes: list[str], model_cfg: dict, batch, repeats: int, device: torch.device) -> list[dict]:
+    rows = []
+    for mode in modes:
+        model = build(mode, model_cfg, device)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # non-convergence is reported in the row
+            training_step(model, *batch)  # warm-up
+            times = [training_step(model, *batch) for _ in range(repeats)]
+        fwd, bwd = statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)
+        forward_info, backward_info = model.forward_info, model.backward_info
+        rows.append({
+            "mode": mode, "forward_seconds": fwd, "backward_seconds": bwd, "step_seconds": fwd + bwd,
+            "forward_iterations": forward_info.iterations if forward_info and mode != "unrolled" else model.unroll_steps,
+            "backward_iterations": (backward_info.iterations if backward_info and mode not in ("jfb", "unrolled")
+                                    else (model.unroll_steps if mode == "unrolled" else 1)),
+            "backward_converged": bool(backward_info.converged) if backward_info and mode not in ("jfb", "unrolled") else None,
+        })
+    return rows
+
+
+def memory_modes(modes: list[str], iterations: list[int], model_cfg: dict, batch, device: torch.device) -> list[dict]:
+    rows = []
+    for mode in modes:
+        for n in iterations:
+            model = build(mode, model_cfg, device, iterations=n)
+
+            def step():
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    training_step(model, *batch)
+
+            rows.append({"mode": mode, "forward_iterations": n, "saved_bytes": saved_tensor_bytes(step),
+                         "peak_bytes": allocator_peak_bytes(step, device)})
+    return rows
+
+
+def format_tables(out: dict) -> str:
+    lines = ["mode                 forward s  backward s   step s   fwd it  bwd it"]
+    for r in out["time"]:
+        lines.append(f"{r['mode']:<20} {r['forward_seconds']:9.4f} {r['backward_seconds']:11.4f} {r['step_seconds']:8.4f} "
+                     f"{r['forward_iterations']:8d} {r['backward_iterations']:7d}")
+    lines += ["", "mode                 fwd it   saved MB    peak MB"]
+    for r in out["memory"]:
+        peak = "n/a" if r["peak_bytes"] is None else f"{r['peak_bytes'] / 2 ** 20:.1f}"
+        lines.append(f"{r['mode']:<20} {r['forward_iterations']:6d} {r['saved_bytes'] / 2 ** 20:10.1f} {peak:>10}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m deblur_edu.backward_cost", description=__doc__.split("\n")[0])
+    p.add_argument("--modes", nargs="+", default=["jfb", "implicit-anderson", "implicit-cg", "neumann-5", "unrolled"])
+    p.add_argument("--memory-modes", nargs="+", default=["jfb", "implicit-anderson", "unrolled"])
+    p.add_argument("--iterations", type=int, nargs="+", default=[5, 10, 20, 50])
+    p.add_argument("--size", type=int, default=96)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--features", type=int, default=32)
+    p.add_argument("--depth", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default=None)
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    batch = problem(args.size, args.batch, device)
+    model_cfg = {"features": args.features, "depth": args.depth, "form": "gradient", "step_size": 0.5,
+                 "tol": 1e-3, "max_iter": 50}
+    out = {"settings": {**vars(args), "model": model_cfg, "device": str(device), "torch": torch.__version__},
+           "time": time_modes(args.modes, model_cfg, batch, args.repeats, device),
+           "memory": memory_modes(args.memory_modes, args.iterations, model_cfg, batch, device)}
+    print(format_tables(out))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
