@@ -36,7 +36,7 @@ from typing import Callable
 import torch
 
 from .learned import DEQ
-from .runtime import pick_device, synchronize
+from .runtime import pick_device, synchronize, write_json
 
 
 def saved_tensor_bytes(step: Callable[[], None]) -> int:
@@ -186,9 +186,7 @@ def main(argv: list[str] | None = None) -> int:
            "memory": memory_modes(args.memory_modes, args.iterations, model_cfg, batch, device)}
     print(format_tables(out))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=2))
-        print(f"wrote {args.json}")
+        write_json(args.json, out)
     return 0
 
 

@@ -15,7 +15,6 @@ Writes ``{"results": [{"method", "boundary", "sigma", "psnr", "ssim",
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -27,7 +26,7 @@ from .benchmark_data import Benchmark, load_benchmark, score_crop
 from .checkpoints import git_commit
 from .methods import METHODS, available_methods, get_method, load_defaults
 from .metrics import psnr, ssim
-from .runtime import pick_device, synchronize
+from .runtime import pick_device, synchronize, write_json
 
 
 def evaluate(
@@ -262,9 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nWiener on a batch of {s['batch']}×{s['size']}²: {s['wiener_seconds'] * 1e3:.1f} ms, "
               f"bare FFT solve {s['bare_fft_seconds'] * 1e3:.1f} ms, ratio {s['ratio']:.2f}")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=2))
-        print(f"wrote {args.json}")
+        write_json(args.json, out)
     if args.readme:
         update_readme(args.readme, out)
         print(f"updated the results table in {args.readme}")

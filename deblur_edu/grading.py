@@ -159,3 +159,61 @@ def check_rgdn_step(student: Callable) -> None:
                      "g = H(∇f(x)) − R(x): H acts on the data gradient, R on the current estimate; "
                      "then x + D(g) — D scales the *combined* direction.")
     print("✓ one RGDN step agrees with the reference")
+
+
+# ----- assignment 4: implicit networks ---------------------------------------------------
+def reference_anderson_step(X: torch.Tensor, F: torch.Tensor) -> torch.Tensor:
+    """Next Anderson iterate ``F α`` with ``α = argmin ‖(F − X) α‖ s.t. Σα = 1`` (X, F: (B, d, n))."""
+    G = F - X
+    w = torch.linalg.solve(G.transpose(1, 2) @ G, torch.ones(G.shape[0], G.shape[-1], 1, dtype=G.dtype))
+    return (F @ (w / w.sum(dim=1, keepdim=True)))[..., 0]
+
+
+def check_anderson_step(student: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+    """``student(X, F)`` with histories X, F of shape (B, d, n) must return the next iterate (B, d)."""
+    g = torch.Generator().manual_seed(12)
+    for n in (1, 3, 5):
+        X = torch.randn(2, 40, n, generator=g, dtype=torch.float64)
+        F = X + 0.5 * torch.randn(2, 40, n, generator=g, dtype=torch.float64)
+        _compare(student(X, F), reference_anderson_step(X, F), f"Anderson step with {n} stored iterate(s)",
+                 "Solve (GᵀG) w = 1 with G = F − X, normalise α = w / Σw, return F α (shape (B, d)). "
+                 "Do not mix F and X the other way round: the residual is F − X.", atol=1e-8)
+    print("✓ one Anderson step agrees with the reference")
+
+
+def _contraction_problem():
+    """A small contractive map ``T(x) = tanh(W x + U y)/2`` with parameters W, U (float64)."""
+    g = torch.Generator().manual_seed(13)
+    W = (0.4 * torch.randn(6, 6, generator=g, dtype=torch.float64) / 6 ** 0.5).requires_grad_()
+    U = torch.randn(6, 6, generator=g, dtype=torch.float64).requires_grad_()
+    y = torch.randn(3, 6, generator=g, dtype=torch.float64)
+    target = torch.randn(3, 6, generator=g, dtype=torch.float64)
+
+    def T(x):
+        return 0.5 * torch.tanh(x @ W.T + y @ U.T)
+
+    return T, (W, U), torch.zeros(3, 6, dtype=torch.float64), target
+
+
+def check_jfb(student: Callable) -> None:
+    """``student(T, x0)`` must solve ``x* = T(x*)`` without recording a graph and return
+    ``T(x*)`` differentiable through that one application only (Jacobian-free backprop)."""
+    from .fixed_point import picard
+
+    T, params, x0, target = _contraction_problem()
+    out = student(T, x0)
+    if not isinstance(out, torch.Tensor) or not out.requires_grad:
+        raise AssertionError("jfb must return T(x*) with a graph to the parameters (call T once with grad enabled).")
+    with torch.no_grad():
+        x_star, _ = picard(T, x0, tol=1e-12, max_iter=500)
+    _compare(out.detach(), T(x_star).detach(), "JFB output", "Solve to convergence (tol ≈ 1e-10), then apply T once more.",
+             atol=1e-8)
+    got = torch.autograd.grad(((out - target) ** 2).sum(), params, allow_unused=True)
+    expected = torch.autograd.grad(((T(x_star.detach()) - target) ** 2).sum(), params)
+    for name, a, b in zip("WU", got, expected):
+        if a is None:
+            raise AssertionError(f"JFB: no gradient reached {name}; T(x*) must be computed with autograd enabled.")
+        _compare(a, b, f"JFB gradient for {name}",
+                 "Backprop through the last application only: the solve runs under torch.no_grad() and x* is "
+                 "detached; a gradient through every iteration is the unrolled one, not JFB.", atol=1e-8)
+    print("✓ Jacobian-free backprop: the right output, and the gradient through one application of T")

@@ -15,15 +15,13 @@ it learned a T-step filter rather than an optimizer. One forward pass with
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 import torch
 
 from .benchmark_data import Benchmark, load_benchmark, score_crop
 from .metrics import psnr
-from .runtime import pick_device
+from .runtime import pick_device, write_json
 
 
 @torch.no_grad()
@@ -82,9 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     out = {"checkpoint": args.checkpoint, "trained_steps": trained, "boundary": "valid",
            "cases": len(bench.images) * len(bench.kernels), "note": bench.note, "psnr": curves}
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=2))
-        print(f"wrote {args.json}")
+        write_json(args.json, out)
     return 0
 
 

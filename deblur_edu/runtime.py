@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -60,3 +62,11 @@ def run_mode(device: torch.device | None = None) -> str:
 def pick(quick, full, mode: str | None = None):
     """``quick`` in quick mode, ``full`` in full mode — one switch sizes every experiment."""
     return full if (mode or run_mode()) == "full" else quick
+
+
+def write_json(path: str | Path, data: dict) -> None:
+    """Write ``data`` as indented JSON, creating the folder; say where."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2))
+    print(f"wrote {path}")

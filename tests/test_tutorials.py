@@ -117,3 +117,32 @@ def test_rgdn_step_check_rejects_scaling_only_the_gradient():
 
     with pytest.raises(AssertionError, match="RGDN step"):
         grading.check_rgdn_step(wrong)
+
+
+def test_deq_checks_pass_on_the_reference():
+    from deblur_edu.fixed_point import picard
+
+    grading.check_anderson_step(grading.reference_anderson_step)
+
+    def jfb(T, x0):
+        with torch.no_grad():
+            x_star, _ = picard(T, x0, tol=1e-12, max_iter=500)
+        return T(x_star)
+
+    grading.check_jfb(jfb)
+
+
+def test_anderson_check_rejects_a_swapped_residual():
+    with pytest.raises(AssertionError, match="Anderson"):
+        grading.check_anderson_step(lambda X, F: grading.reference_anderson_step(F, X))
+
+
+def test_jfb_check_rejects_the_unrolled_gradient():
+    def unrolled(T, x0):
+        x = x0
+        for _ in range(200):  # converges, but backprop goes through every iteration
+            x = T(x)
+        return T(x)
+
+    with pytest.raises(AssertionError, match="JFB gradient"):
+        grading.check_jfb(unrolled)
