@@ -56,6 +56,7 @@ rgdn-checkpoint: setup
 	cp runs/rgdn-cpu/model.json deblur_edu/weights/rgdn-cpu.json
 	$(PY) -m deblur_edu.bench --methods tv,rgdn --json benchmarks/rgdn.json --no-speed
 	$(PY) -m deblur_edu.checkpoints deblur_edu/weights/rgdn-cpu benchmarks/rgdn.json --method rgdn
+	$(PY) -m deblur_edu.iterations --checkpoint rgdn-cpu --max-steps 24 --json benchmarks/rgdn_steps.json
 
 test: setup
 	$(PY) -m pytest

@@ -134,7 +134,9 @@ def time_modes(modes: list[str], model_cfg: dict, batch, repeats: int, device: t
     return rows
 
 
-def memory_modes(modes: list[str], iterations: list[int], model_cfg: dict, batch, device: torch.device) -> list[dict]:
+def memory_modes(modes: list[str], iterations: list[int], model_cfg: dict, batch, device: torch.device,
+                 allocator: bool = True) -> list[dict]:
+    """Saved-tensor bytes (and, with ``allocator``, the allocator's peak) per mode and iteration count."""
     rows = []
     for mode in modes:
         for n in iterations:
@@ -146,7 +148,7 @@ def memory_modes(modes: list[str], iterations: list[int], model_cfg: dict, batch
                     training_step(model, *batch)
 
             rows.append({"mode": mode, "forward_iterations": n, "saved_bytes": saved_tensor_bytes(step),
-                         "peak_bytes": allocator_peak_bytes(step, device)})
+                         "peak_bytes": allocator_peak_bytes(step, device) if allocator else None})
     return rows
 
 
