@@ -11,7 +11,9 @@ and ``train``.
 
 What the loop does: seeds everything; AdamW with a cosine learning-rate schedule;
 gradient-norm clipping; mixed precision (float16 autocast + gradient scaling) on CUDA;
-a ``tqdm`` progress bar and ``log.jsonl`` metrics; ``last.pt`` every ``ckpt_every`` steps,
+a ``tqdm`` progress bar and ``log.jsonl`` metrics (with ``train.val_every``, also the
+PSNR on a fixed validation batch drawn from another seed, and the training wall time
+without the validation, for PSNR-against-time curves); ``last.pt`` every ``ckpt_every`` steps,
 from which ``--resume`` continues *exactly* (the data order is a pure function of the
 seed and the step); and at the end ``model.pt`` + ``model.json`` (see
 :mod:`deblur_edu.checkpoints`).
@@ -81,6 +83,30 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
+# ----- validation -------------------------------------------------------------------------
+#: the validation set is drawn like the training data but from another seed: disjoint samples
+VALIDATION_SEED_OFFSET = 10_000
+
+
+def validation_batch(data_cfg: dict, size: int, device: torch.device) -> dict:
+    """A fixed batch of ``size`` samples from :class:`BlurDataset` with a different seed."""
+    ds = BlurDataset(**{**data_cfg, "length": size, "seed": data_cfg.get("seed", 0) + VALIDATION_SEED_OFFSET})
+    samples = [ds[i] for i in range(size)]
+    return {k: torch.stack([s[k] for s in samples]).to(device) for k in samples[0]}
+
+
+@torch.no_grad()
+def validation_psnr(model: nn.Module, batch: dict) -> float:
+    """Mean PSNR (dB) of the model's output (the last step for unrolled models) on ``batch``."""
+    from .metrics import psnr
+
+    was_training = model.training
+    model.eval()
+    out = model(batch["blurred"], batch["kernel"])
+    model.train(was_training)
+    return float(psnr(out.clamp(0, 1), batch["sharp"]).mean())
+
+
 # ----- configuration --------------------------------------------------------------------
 def load_config(model: str, config: str) -> dict:
     """A preset name (``configs/MODEL-NAME.yaml``) or a path to a YAML file."""
@@ -143,7 +169,9 @@ def train(model_name: str, cfg: dict, out: str | Path, resume: bool = False, dev
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=tc["steps"])
     amp = bool(tc.get("amp")) and dev.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    step, wall = 0, 0.0
+    step, wall, val_seconds = 0, 0.0, 0.0
+    val_every = tc.get("val_every")
+    val_batch = validation_batch(cfg["data"], tc.get("val_size", 16), dev) if val_every and rank == 0 else None
     if resume and (out / "last.pt").is_file():
         state = torch.load(out / "last.pt", map_location=dev, weights_only=True)
         model.load_state_dict(state["model"])
@@ -151,6 +179,7 @@ def train(model_name: str, cfg: dict, out: str | Path, resume: bool = False, dev
         sched.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         step, wall = int(state["step"]), float(state["wall_seconds"])
+        val_seconds = float(state.get("val_seconds", 0.0))
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(cfg))
@@ -177,16 +206,23 @@ def train(model_name: str, cfg: dict, out: str | Path, resume: bool = False, dev
             sched.step()
             step += 1
             bar.update(1)
-            if rank == 0 and (step % tc["log_every"] == 0 or step == tc["steps"]):
+            validate = val_batch is not None and step % val_every == 0
+            if rank == 0 and (step % tc["log_every"] == 0 or step == tc["steps"] or validate):
                 record = {"step": step, "loss": float(loss.detach()), "grad_norm": float(grad_norm),
                           "lr": sched.get_last_lr()[0], "seconds": time.time() - started}
+                if validate:
+                    t0 = time.time()
+                    record["val_psnr"] = validation_psnr(model, val_batch)
+                    val_seconds += time.time() - t0
+                    record["train_seconds"] = record["seconds"] - val_seconds
                 with open(out / "log.jsonl", "a") as f:
                     f.write(json.dumps(record) + "\n")
                 bar.set_postfix(loss=f"{float(loss.detach()):.2e}")
             if rank == 0 and (step % tc["ckpt_every"] == 0 or step == last_step):
                 torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                             "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
-                            "step": step, "wall_seconds": time.time() - started}, out / "last.pt")
+                            "step": step, "wall_seconds": time.time() - started, "val_seconds": val_seconds},
+                           out / "last.pt")
             if step >= last_step:
                 break
     bar.close()

@@ -130,3 +130,25 @@ def test_backward_option_is_refused_for_rgdn():
 
     with pytest.raises(SystemExit, match="deq model only"):
         main(["rgdn", "--config", "tiny", "--backward", "jfb"])
+
+
+def test_validation_psnr_is_logged_with_the_training_time(tmp_path):
+    cfg = load_config("rgdn", "tiny")
+    cfg["train"].update(val_every=2, val_size=4)
+    train("rgdn", cfg, tmp_path, progress=False)
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    validated = [r for r in records if "val_psnr" in r]
+    assert [r["step"] for r in validated] == [2, 4]
+    assert all(5 < r["val_psnr"] < 60 and 0 < r["train_seconds"] <= r["seconds"] for r in validated)
+
+
+def test_validation_samples_are_not_training_samples():
+    from deblur_edu.train import validation_batch
+
+    cfg = load_config("rgdn", "tiny")["data"]
+    val = validation_batch(cfg, 4, torch.device("cpu"))
+    from deblur_edu.data import BlurDataset
+
+    train_set = BlurDataset(**cfg)
+    for i in range(len(train_set)):
+        assert not any(torch.equal(train_set[i]["sharp"], v) for v in val["sharp"])
