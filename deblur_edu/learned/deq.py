@@ -51,7 +51,7 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
 from ..classical.priors import grad_otf_power
-from ..fixed_point import SOLVERS, FixedPointError, SolverInfo, anderson, relative_residual
+from ..fixed_point import SOLVERS, FixedPointError, SolverInfo, anderson
 from ..physics import Blur, crop
 from ..validation import check_problem
 
@@ -256,5 +256,4 @@ class DEQ(nn.Module):
                 fx0 = self.T(x0, A, y)  # a second graph at x*, for the Jacobian products
                 solve = self._adjoint_solver(mode, terms, fx0, x0)
                 out.register_hook(solve)
-            self.last_residual = float(relative_residual(out.detach(), x_star).max())
         return crop(out, A.pads)
