@@ -222,11 +222,14 @@ class DEQ(nn.Module):
             if mode == "implicit-anderson":
                 with torch.enable_grad():
                     u, info = anderson(lambda u: g + vjp(u), g, tol=self.tol, max_iter=self.max_iter)
-            else:  # implicit-cg on (I − J)(I − Jᵀ) u = (I − J) g
+            else:  # implicit-cg on the normal equations (I − J)(I − Jᵀ) u = (I − J) g
+
+                def normal_operator(v: torch.Tensor) -> torch.Tensor:
+                    w = v - vjp(v)  # (I − Jᵀ) v
+                    return w - jvp(w)  # (I − J) w
+
                 with torch.enable_grad():
-                    rhs = g - jvp(g)
-                    u, info = conjugate_gradient(lambda v: (lambda w: w - jvp(w))(v - vjp(v)), rhs,
-                                                 self.tol, self.max_iter)
+                    u, info = conjugate_gradient(normal_operator, g - jvp(g), self.tol, self.max_iter)
             self.backward_info = info
             self._check_solve(info, "backward (adjoint)")
             return u
