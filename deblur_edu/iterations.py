@@ -54,9 +54,8 @@ def psnr_per_step(model: torch.nn.Module, bench: Benchmark, sigma: float, max_st
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .methods import load_shipped
     from .checkpoints import load_metadata
-    from .methods import WEIGHTS_DIR
+    from .methods import WEIGHTS_DIR, load_shipped
 
     p = argparse.ArgumentParser(prog="python -m deblur_edu.iterations", description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", default="rgdn-cpu", help="a shipped checkpoint in deblur_edu/weights")

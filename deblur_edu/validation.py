@@ -168,3 +168,10 @@ def check_problem(y: object, k: object) -> tuple[torch.Tensor, torch.Tensor]:
     check_batch_match(y, k, "y")
     check_kernel_fits(y.shape, k, "y")
     return y, k.to(device=y.device, dtype=y.dtype)
+
+
+def check_channels(y: torch.Tensor, channels: int, model: str) -> None:
+    """A learned model built for ``channels`` channels refuses images with another number."""
+    if y.shape[1] != channels:
+        raise ValueError(f"this {model} was built for {channels} channel(s), got {y.shape[1]}; "
+                         f"convert the image (e.g. to gray) or use a matching checkpoint.")

@@ -5,7 +5,7 @@ from .hyper_laplacian import hyper_laplacian
 from .inverse import inverse_filter
 from .richardson_lucy import i_divergence, richardson_lucy
 from .tv_admm import admm_deconvolve, tv_admm
-from .wiener import edgetaper, wiener, wiener_padded
+from .wiener import edgetaper, tikhonov_inverse, wiener, wiener_padded
 
 __all__ = [
     "admm_deconvolve",
@@ -14,6 +14,7 @@ __all__ = [
     "i_divergence",
     "inverse_filter",
     "richardson_lucy",
+    "tikhonov_inverse",
     "tv_admm",
     "wiener",
     "wiener_padded",

@@ -50,10 +50,10 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
-from ..classical.priors import grad_otf_power
+from ..classical.wiener import tikhonov_inverse
 from ..fixed_point import SOLVERS, FixedPointError, SolverInfo, anderson
 from ..physics import Blur, crop
-from ..validation import check_problem
+from ..validation import check_channels, check_problem
 
 FORMS = ("gradient", "proximal")
 BACKWARDS = ("jfb", "implicit-anderson", "implicit-cg", "unrolled", "neumann-K")
@@ -177,8 +177,7 @@ class DEQ(nn.Module):
         """Tikhonov start ``(KᵀK + βDᵀD)⁻¹ Aᵀy`` on the scene grid (circular approximation)."""
         Aty = A.adjoint(y)
         shape = Aty.shape[-2:]
-        denominator = A.otf(shape, Aty).abs() ** 2 + self.init_balance * grad_otf_power(shape, y.device, y.dtype)
-        return torch.fft.irfft2(torch.fft.rfft2(Aty) / denominator, s=shape)
+        return tikhonov_inverse(A.otf(shape, Aty), self.init_balance, shape)(Aty)
 
     # ----- solves ----------------------------------------------------------------------
     def _check_solve(self, info: SolverInfo, what: str) -> None:
@@ -240,9 +239,7 @@ class DEQ(nn.Module):
     def forward(self, y: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """Deblur ``y`` (B, C, H, W) given kernels ``k`` (B or 1, 1, h, w)."""
         y, k = check_problem(y, k)
-        if y.shape[1] != self.channels:
-            raise ValueError(f"this DEQ was built for {self.channels} channel(s), got {y.shape[1]}; "
-                             f"convert the image or use a matching checkpoint.")
+        check_channels(y, self.channels, "DEQ")
         A = Blur(k, "valid", check_inputs=False)
         mode, terms = parse_backward(self.backward)
         with parametrize.cached():  # normalise each weight once per call: T stays one fixed map

@@ -37,9 +37,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..classical.priors import grad_otf_power
+from ..classical.wiener import tikhonov_inverse
 from ..physics import Blur, crop, pad
-from ..validation import check_problem
+from ..validation import check_channels, check_problem
 
 
 def dilations(depth: int, dilated: bool) -> list[int]:
@@ -115,16 +115,10 @@ class RGDN(nn.Module):
         Computed in float32 under mixed precision (FFTs of arbitrary size need it)."""
         if self.log_balance is None:
             return lambda g: g
-        shape = like.shape[-2:]
         dtype = torch.float32 if like.dtype in (torch.float16, torch.bfloat16) else like.dtype
-        otf = A.otf(shape, like.to(dtype))
-        denominator = otf.abs() ** 2 + self.log_balance.exp() * grad_otf_power(shape, like.device, dtype)
-
-        def apply(g: torch.Tensor) -> torch.Tensor:
-            out = torch.fft.irfft2(torch.fft.rfft2(g.to(dtype)) / denominator, s=shape)
-            return out.to(g.dtype)
-
-        return apply
+        shape = like.shape[-2:]
+        inverse = tikhonov_inverse(A.otf(shape, like.to(dtype)), self.log_balance.exp(), shape)
+        return lambda g: inverse(g.to(dtype)).to(g.dtype)
 
     def update(self, x: torch.Tensor, grad_f: torch.Tensor) -> torch.Tensor:
         """One step ``x + D(H(∇f) − R(x))``."""
@@ -144,9 +138,7 @@ class RGDN(nn.Module):
             tol: stop early once ``‖x_{t+1} − x_t‖ / ‖x_t‖ < tol`` (inference only).
         """
         y, k = check_problem(y, k)
-        if y.shape[1] != self.channels:
-            raise ValueError(f"this RGDN was built for {self.channels} channel(s), got {y.shape[1]}; "
-                             f"convert the image (e.g. to gray) or use a matching checkpoint.")
+        check_channels(y, self.channels, "RGDN")
         A = Blur(k, "valid", check_inputs=False)
         x = pad(y, A.pads, "replicate")
         precondition = self.preconditioner(A, x)
