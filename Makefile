@@ -14,7 +14,7 @@ ifneq ($(wildcard ../shared/data),)
 export DEBLUR_EDU_DATA ?= $(abspath ../shared/data)
 endif
 
-.PHONY: setup assets book bench test tune rgdn-checkpoint clean
+.PHONY: setup assets book bench test tune rgdn-checkpoint deq-checkpoints clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,24 @@ rgdn-checkpoint: setup
 	$(PY) -m deblur_edu.bench --methods tv,rgdn --json benchmarks/rgdn.json --no-speed
 	$(PY) -m deblur_edu.checkpoints deblur_edu/weights/rgdn-cpu benchmarks/rgdn.json --method rgdn
 	$(PY) -m deblur_edu.iterations --checkpoint rgdn-cpu --max-steps 24 --json benchmarks/rgdn_steps.json
+
+# chapter 4's checkpoints: the same DEQ trained with JFB and with implicit backprop (the two
+# runs share the CPU, one thread each, so their wall-clock curves compare), then the
+# feedforward comparator of the same size; copy, benchmark, record
+DEQ_RUNS := deq-cpu-jfb:deq-jfb-cpu deq-cpu-implicit-anderson:deq-implicit-cpu feedforward-cpu:feedforward-cpu
+deq-checkpoints: setup
+	OMP_NUM_THREADS=1 $(PY) -m deblur_edu.train deq --config cpu --backward jfb --resume --no-progress & \
+	OMP_NUM_THREADS=1 $(PY) -m deblur_edu.train deq --config cpu --backward implicit-anderson --resume --no-progress & \
+	wait
+	$(PY) -m deblur_edu.train feedforward --config cpu --resume --no-progress
+	mkdir -p deblur_edu/weights
+	for pair in $(DEQ_RUNS); do run=$${pair%%:*}; name=$${pair##*:}; \
+	  cp runs/$$run/model.pt deblur_edu/weights/$$name.pt; cp runs/$$run/model.json deblur_edu/weights/$$name.json; \
+	  cp runs/$$run/log.jsonl benchmarks/$$name-log.jsonl; done
+	$(PY) -m deblur_edu.bench --methods tv,feedforward,deq-jfb,deq-implicit --json benchmarks/deq.json --no-speed
+	$(PY) -m deblur_edu.checkpoints deblur_edu/weights/deq-jfb-cpu benchmarks/deq.json --method deq-jfb
+	$(PY) -m deblur_edu.checkpoints deblur_edu/weights/deq-implicit-cpu benchmarks/deq.json --method deq-implicit
+	$(PY) -m deblur_edu.checkpoints deblur_edu/weights/feedforward-cpu benchmarks/deq.json --method feedforward
 
 test: setup
 	$(PY) -m pytest

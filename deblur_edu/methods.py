@@ -138,18 +138,22 @@ def load_shipped(name: str, model_name: str) -> torch.nn.Module:
         path = WEIGHTS_DIR / f"{name}.pt"
         if not path.with_suffix(".json").is_file():
             raise FileNotFoundError(
-                f"the shipped checkpoint {path} is missing; train it with "
-                f"python -m deblur_edu.train {model_name} --config cpu and copy runs/{model_name}-cpu/model.* "
-                f"to {WEIGHTS_DIR}/{name}.*"
+                f"the shipped checkpoint {path} is missing; its recipe is in the Makefile "
+                f"(make rgdn-checkpoint, make deq-checkpoints): python -m deblur_edu.train {model_name} "
+                f"--config cpu, then copy runs/<run>/model.pt and model.json to {WEIGHTS_DIR}/{name}.*"
             )
         model, _ = load_model(path, MODELS[model_name].build, expected={"channels": 1})
         _LOADED[name] = model.eval()
     return _LOADED[name]
 
 
-def _rgdn(y, k, sigma, weight, defaults):
-    model = load_shipped("rgdn-cpu", "rgdn").to(y.device)
-    return model(y, k)
+def _shipped(name: str, model_name: str):
+    """A method that runs the shipped checkpoint ``name`` (no σ given: learned models are blind to it)."""
+
+    def run(y, k, sigma, weight, defaults):
+        return load_shipped(name, model_name).to(y.device)(y, k)
+
+    return run
 
 
 METHODS: dict[str, Method] = {
@@ -174,8 +178,17 @@ METHODS: dict[str, Method] = {
         Method("skimage-rl-10", _skimage_rl(10), None, [], "skimage.restoration.richardson_lucy, 10 it"),
         Method("skimage-rl-30", _skimage_rl(30), None, [], "skimage.restoration.richardson_lucy, 30 it"),
         Method("skimage-rl-100", _skimage_rl(100), None, [], "skimage.restoration.richardson_lucy, 100 it"),
-        Method("rgdn", _rgdn, None, [], "learned gradient descent (Gong et al. 2020), shipped checkpoint",
-               checkpoint="rgdn-cpu"),
+        Method("rgdn", _shipped("rgdn-cpu", "rgdn"), None, [],
+               "learned gradient descent (Gong et al. 2020), shipped checkpoint", checkpoint="rgdn-cpu"),
+        Method("deq-jfb", _shipped("deq-jfb-cpu", "deq"), None, [],
+               "deep-equilibrium network trained with JFB (Fung et al. 2022), shipped checkpoint",
+               checkpoint="deq-jfb-cpu"),
+        Method("deq-implicit", _shipped("deq-implicit-cpu", "deq"), None, [],
+               "the same DEQ trained with implicit backprop (Anderson adjoint solve), shipped checkpoint",
+               checkpoint="deq-implicit-cpu"),
+        Method("feedforward", _shipped("feedforward-cpu", "feedforward"), None, [],
+               "CNN once on the Tikhonov start (the DEQ's size, no equilibrium), shipped checkpoint",
+               checkpoint="feedforward-cpu"),
     ]
 }
 

@@ -77,9 +77,16 @@ def _build_deq(cfg: dict) -> nn.Module:
     return DEQ(**cfg)
 
 
+def _build_feedforward(cfg: dict) -> nn.Module:
+    from .learned import TikhonovCNN
+
+    return TikhonovCNN(**cfg)
+
+
 MODELS: dict[str, ModelSpec] = {
     "rgdn": ModelSpec(_build_rgdn, recursive_supervision_loss),
     "deq": ModelSpec(_build_deq, output_loss),
+    "feedforward": ModelSpec(_build_feedforward, output_loss),
 }
 
 

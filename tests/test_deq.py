@@ -19,7 +19,8 @@ TARGET = torch.rand(2, 1, 12, 12, dtype=torch.float64, generator=torch.Generator
 
 def make(backward="jfb", form="gradient", **kw):
     torch.manual_seed(0)
-    net = DEQ(features=4, depth=3, form=form, backward=backward, tol=1e-12, max_iter=500, step_size=0.5, **kw)
+    kw = {"step_size": 0.5, **kw}
+    net = DEQ(features=4, depth=3, form=form, backward=backward, tol=1e-12, max_iter=500, **kw)
     return net.double().eval()  # eval: spectral normalisation stops updating, T is one fixed map
 
 
@@ -48,6 +49,15 @@ def test_the_map_contracts_at_initialisation(form):
 def test_implicit_gradients_equal_the_unrolled_to_convergence_gradient(form, backward):
     _, reference = loss_and_gradient(make("unrolled", form, unroll_steps=300))
     _, g = loss_and_gradient(make(backward, form))
+    assert rel(g, reference) <= 1e-5
+
+
+@pytest.mark.parametrize("form", ["gradient", "proximal"])
+@pytest.mark.parametrize("backward", ["implicit-anderson", "implicit-cg"])
+def test_implicit_gradients_hold_with_the_preconditioner(form, backward):
+    options = dict(precondition=True, strength=0.1, step_size=1.0)
+    _, reference = loss_and_gradient(make("unrolled", form, unroll_steps=400, **options))
+    _, g = loss_and_gradient(make(backward, form, **options))
     assert rel(g, reference) <= 1e-5
 
 

@@ -5,7 +5,7 @@ from .hyper_laplacian import hyper_laplacian
 from .inverse import inverse_filter
 from .richardson_lucy import i_divergence, richardson_lucy
 from .tv_admm import admm_deconvolve, tv_admm
-from .wiener import edgetaper, tikhonov_inverse, wiener, wiener_padded
+from .wiener import edgetaper, tikhonov_inverse, tikhonov_start, wiener, wiener_padded
 
 __all__ = [
     "admm_deconvolve",
@@ -15,6 +15,7 @@ __all__ = [
     "inverse_filter",
     "richardson_lucy",
     "tikhonov_inverse",
+    "tikhonov_start",
     "tv_admm",
     "wiener",
     "wiener_padded",

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from ..physics import crop, fft_convolve, pad, psf2otf
+from ..physics import Blur, crop, fft_convolve, pad, psf2otf
 from ..validation import check_positive, check_problem
 from .priors import grad_otf_power
 
@@ -54,8 +54,9 @@ def wiener(
     return torch.fft.irfft2(filt * torch.fft.rfft2(y), s=y.shape[-2:])
 
 
-def tikhonov_inverse(otf: torch.Tensor, balance: float | torch.Tensor, shape: tuple[int, int]):
-    r"""The map ``g ↦ (KᵀK + balance·DᵀD)⁻¹ g`` (circular, gradient regulariser, by FFT).
+def tikhonov_inverse(otf: torch.Tensor, balance: float | torch.Tensor, shape: tuple[int, int],
+                     regulariser: str = "gradient"):
+    r"""The map ``g ↦ (KᵀK + balance·LᵀL)⁻¹ g`` (circular, by FFT; ``L = D`` or ``I``).
 
     ``otf`` is ``psf2otf(k, shape)``; ``balance`` may be a tensor (a learned weight). The
     operator is symmetric positive definite: a preconditioner for gradient methods on a
@@ -71,7 +72,10 @@ def tikhonov_inverse(otf: torch.Tensor, balance: float | torch.Tensor, shape: tu
         >>> torch.allclose(back, g, atol=1e-4)
         True
     """
-    denominator = otf.abs() ** 2 + balance * grad_otf_power(shape, otf.device, otf.real.dtype)
+    if regulariser not in REGULARISERS:
+        raise ValueError(f"unknown regulariser {regulariser!r}; choose one of {REGULARISERS}.")
+    L2 = 1.0 if regulariser == "identity" else grad_otf_power(shape, otf.device, otf.real.dtype)
+    denominator = otf.abs() ** 2 + balance * L2
     return lambda g: torch.fft.irfft2(torch.fft.rfft2(g) / denominator, s=shape)
 
 
@@ -118,3 +122,23 @@ def wiener_padded(
     pads = (m, m, m, m)
     y_big = edgetaper(pad(y, pads, "reflect"), k)
     return crop(wiener(y_big, k, balance, regulariser), pads)
+
+
+def tikhonov_start(A: Blur, y: torch.Tensor, balance: float = 1e-2) -> torch.Tensor:
+    r"""A border-aware start on the scene grid: ``x₀ = ȳ − P Aᵀ(A ȳ − y)``.
+
+    ``A`` is a ``valid`` blur, ``ȳ`` is ``y`` replicate-padded to the scene, and
+    ``P = (KᵀK + balance·DᵀD)⁻¹`` (:func:`tikhonov_inverse`). One preconditioned gradient
+    step on ``½‖A x − y‖²`` from ``ȳ``: deblurred where the scene is observed, the padding
+    where it is not — no ringing from a wrapped border. The DEQ's starting point and the
+    feedforward network's input (chapter 4).
+
+    Example:
+        >>> from deblur_edu.kernels import gaussian
+        >>> A = Blur(gaussian(5, 1.0), "valid")
+        >>> tikhonov_start(A, torch.rand(1, 1, 16, 16)).shape  # the scene: 4 pixels larger
+        torch.Size([1, 1, 20, 20])
+    """
+    y_bar = pad(y, A.pads, "replicate")
+    shape = y_bar.shape[-2:]
+    return y_bar - tikhonov_inverse(A.otf(shape, y_bar), balance, shape)(A.adjoint(A(y_bar) - y))

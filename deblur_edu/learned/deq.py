@@ -7,20 +7,38 @@ networks for image deblurring using Jacobian-free backpropagation" (2024).
 
 Instead of a fixed number of steps (RGDN), the output is an *equilibrium* of one map,
 
-    gradient form:  T(x) = x − η (Aᵀ(A x − y) + R_θ(x)),  R_θ(x) = x − D_θ(x)
-    proximal form:  T(x) = D_θ(x − η Aᵀ(A x − y))
+    gradient form:  T(x) = x − η P (Aᵀ(A x − y) + β DᵀD x + λ R_θ(x)),  R_θ(x) = x − D_θ(x)
+    proximal form:  T(x) = D_θ(x − η P Aᵀ(A x − y))
 
 found by a fixed-point solver (:mod:`deblur_edu.fixed_point`) *without* recording a graph,
 and the network returns ``T(x*)``. ``A`` is the border-aware ``valid`` blur, so ``x`` lives on
 the scene. ``D_θ`` is a "denoiser": a CNN with spectral normalisation and no BatchNorm
-(BatchNorm made the implicit solves diverge in Gilton et al.), scaled by ``lipschitz`` < 1.
+(BatchNorm made the implicit solves diverge in Gilton et al.), scaled by ``lipschitz`` L < 1.
 The gradient-form prior ``R_θ = I − D_θ`` is "regularisation by denoising" (Romano, Elad &
-Milanfar 2017). Why this shape: ``‖A‖ ≤ 1`` for a kernel summing to 1, so if ``D_θ`` is
-L-Lipschitz with ``L < 1``, the proximal form contracts with factor ``L`` for any ``η ≤ 2``
-and the gradient form with ``1 − η(1 − L)`` for ``η ≤ 2/3`` — a unique fixed point that
-the solvers reach (spectral normalisation bounds each layer's weight matrix; the conv
-operator's gain may differ, so :func:`~deblur_edu.fixed_point.lipschitz_estimate` checks). The solve starts from the Tikhonov solution
-``x₀ = (KᵀK + βDᵀD)⁻¹ Aᵀy`` (circular, by FFT, on the scene grid).
+Milanfar 2017), weighted by a learned strength λ (``strength`` is its initial value), next to a
+fixed Tikhonov term ``β DᵀD x`` (``D`` the finite differences, β = ``balance``): with a small
+initial λ the untrained equilibrium is the border-aware Tikhonov solution, and training
+learns what to add to it.
+
+``P`` is the identity, or with ``precondition=True`` the Tikhonov preconditioner
+``P = (KᵀK + βDᵀD + λI)⁻¹`` (β = ``balance``; without λ in the proximal form; circular, by
+FFT on the scene grid; RGDN's option in chapter 3): the inverse of the map's linear part
+when ``D_θ = 0``. A blur's ``AᵀA`` is ill-conditioned, so plain data steps crawl; with ``P``
+and η = 1 the gradient form's Tikhonov part is solved in one step (up to the border).
+The proximal form becomes "Wiener-like step, then denoise", repeated to equilibrium (a
+learned half-quadratic splitting). ``P`` changes how fast a solver converges, not where:
+the gradient form's equilibrium solves ``F(x) = 0`` whatever η and P are.
+
+Why these shapes converge. ``‖A‖ ≤ 1`` for a kernel summing to 1, so with ``P = I`` the
+proximal form is an L-contraction for any ``η ≤ 2``, and for the gradient form
+``F(x) = Aᵀ(A x − y) + β DᵀD x + λ(x − D_θ(x))`` is strongly monotone,
+``⟨F(x) − F(z), x − z⟩ ≥ λ(1 − L)‖x − z‖²``: one equilibrium, reached for small η.
+Spectral normalisation bounds each layer's weight matrix, not the conv operator's exact
+gain, and ``P`` changes the geometry, so :func:`~deblur_edu.fixed_point.lipschitz_estimate`
+measures the contraction factor, and the solvers report divergence with their trace.
+The solve starts from the replicate-padded observation corrected by one Tikhonov step,
+``x₀ = ȳ − P Aᵀ(A ȳ − y)`` (always with the preconditioner): sharp where the scene is
+observed, the padding where it is not.
 
 **Backward modes** (``backward=``) — how ``∂ℓ/∂θ`` is obtained from ``g = ∂ℓ/∂T(x*)``.
 By the implicit function theorem, with ``J = ∂T/∂x`` at ``x*``,
@@ -50,7 +68,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
-from ..classical.wiener import tikhonov_inverse
+from ..classical.priors import grad, grad_adjoint, grad_otf_power
+from ..classical.wiener import tikhonov_start
 from ..fixed_point import SOLVERS, FixedPointError, SolverInfo, anderson
 from ..physics import Blur, crop
 from ..validation import check_channels, check_problem
@@ -60,10 +79,16 @@ BACKWARDS = ("jfb", "implicit-anderson", "implicit-cg", "unrolled", "neumann-K")
 
 
 class Denoiser(nn.Module):
-    """``D_θ(x) = L · cnn(x)``: conv3×3 → ReLU → … → conv3×3, each convolution spectrally
-    normalised, no BatchNorm, the output scaled by ``lipschitz`` (L)."""
+    """A CNN ``cnn`` (conv3×3 → ReLU → … → conv3×3, each convolution spectrally normalised,
+    no BatchNorm) used as a denoiser in one of two ways:
 
-    def __init__(self, channels: int, features: int, depth: int, lipschitz: float):
+    - ``residual=False``: ``D_θ(x) = L · cnn(x)`` — L-Lipschitz by construction (L < 1);
+    - ``residual=True``: ``D_θ(x) = x − L · cnn(x)`` — the CNN predicts what to remove, the
+      easy way to learn a denoiser (DnCNN); only ``(1 + L)``-Lipschitz by construction, so
+      contraction is measured (:func:`~deblur_edu.fixed_point.lipschitz_estimate`), not given.
+    """
+
+    def __init__(self, channels: int, features: int, depth: int, lipschitz: float, residual: bool = False):
         super().__init__()
         widths = [channels] + [features] * (depth - 1) + [channels]
         layers: list[nn.Module] = []
@@ -72,7 +97,7 @@ class Denoiser(nn.Module):
             if i < depth - 1:
                 layers.append(nn.ReLU())
         self.cnn = nn.Sequential(*layers)
-        self.lipschitz = lipschitz
+        self.lipschitz, self.residual = lipschitz, residual
 
     def cache_weights(self) -> None:
         """Inside ``parametrize.cached()``: normalise every weight now, with its graph, so
@@ -82,7 +107,8 @@ class Denoiser(nn.Module):
                 layer.weight  # noqa: B018 — the access fills the cache
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lipschitz * self.cnn(x)
+        out = self.lipschitz * self.cnn(x)
+        return x - out if self.residual else out
 
 
 def parse_backward(backward: str) -> tuple[str, int]:
@@ -132,7 +158,10 @@ class DEQ(nn.Module):
         tol, max_iter: forward tolerance (relative residual) and iteration cap; the
             adjoint solve uses the same.
         unroll_steps: iterations of the ``unrolled`` mode.
-        init_balance: β of the Tikhonov initialisation.
+        residual: a residual denoiser ``D_θ(x) = x − L·cnn(x)`` (see :class:`Denoiser`).
+        strength: initial value of the learned prior weight λ (gradient form).
+        precondition: precondition the step by ``P`` (see the module docstring).
+        balance: β of ``P`` and of the Tikhonov start.
         strict: raise (instead of warn) when a solve does not reach ``tol``. NaN/Inf and
             divergence always raise.
 
@@ -148,8 +177,9 @@ class DEQ(nn.Module):
 
     def __init__(self, channels: int = 1, features: int = 32, depth: int = 5, form: str = "gradient",
                  step_size: float = 1.0, backward: str = "jfb", solver: str = "anderson", tol: float = 1e-3,
-                 max_iter: int = 50, unroll_steps: int = 10, init_balance: float = 1e-2, strict: bool = False,
-                 lipschitz: float = 0.99):
+                 max_iter: int = 50, unroll_steps: int = 10, balance: float = 1e-2, strict: bool = False,
+                 lipschitz: float = 0.99, strength: float = 1.0, precondition: bool = False,
+                 residual: bool = False):
         super().__init__()
         if form not in FORMS:
             raise ValueError(f"unknown form {form!r}; choose one of {FORMS}.")
@@ -157,27 +187,44 @@ class DEQ(nn.Module):
             raise ValueError(f"unknown solver {solver!r}; choose one of {sorted(SOLVERS)}.")
         if not step_size > 0:
             raise ValueError(f"step_size must be > 0, got {step_size}.")
+        if not strength > 0:
+            raise ValueError(f"strength must be > 0, got {strength}.")
         parse_backward(backward)
         self.channels, self.form, self.step_size = channels, form, step_size
         self.backward, self.solver, self.tol, self.max_iter = backward, solver, tol, max_iter
-        self.unroll_steps, self.init_balance, self.strict = unroll_steps, init_balance, strict
-        self.denoiser = Denoiser(channels, features, depth, lipschitz)
+        self.unroll_steps, self.balance, self.strict = unroll_steps, balance, strict
+        self.precondition = precondition
+        self.denoiser = Denoiser(channels, features, depth, lipschitz, residual)
+        # λ belongs to the gradient form only (DDP wants every parameter used)
+        self.log_strength = nn.Parameter(torch.tensor(float(strength)).log()) if form == "gradient" else None
         self.forward_info: SolverInfo | None = None
         self.backward_info: SolverInfo | None = None
 
     # ----- the map T -------------------------------------------------------------------
     def T(self, x: torch.Tensor, A: Blur, y: torch.Tensor) -> torch.Tensor:
         """One application of the fixed-point map (gradient or proximal form)."""
+        P = self.preconditioner(A, x) if self.precondition else (lambda g: g)
         data_grad = A.adjoint(A(x) - y)
+        if self.form == "proximal":
+            return self.denoiser(x - self.step_size * P(data_grad))
+        strength = self.log_strength.exp()
+        prior_grad = self.balance * grad_adjoint(grad(x)) + strength * (x - self.denoiser(x))
+        return x - self.step_size * P(data_grad + prior_grad)
+
+    def preconditioner(self, A: Blur, like: torch.Tensor):
+        """``P: g ↦ (KᵀK + βDᵀD + λI)⁻¹ g`` on the scene grid (circular, by FFT); the
+        proximal form, which has no λ, uses ``(KᵀK + βDᵀD)⁻¹``."""
+        shape = like.shape[-2:]
+        otf = A.otf(shape, like)
+        denominator = otf.abs() ** 2 + self.balance * grad_otf_power(shape, like.device, like.dtype)
         if self.form == "gradient":
-            return x - self.step_size * (data_grad + x - self.denoiser(x))
-        return self.denoiser(x - self.step_size * data_grad)
+            denominator = denominator + self.log_strength.exp()
+        return lambda g: torch.fft.irfft2(torch.fft.rfft2(g) / denominator, s=shape)
 
     def initial(self, A: Blur, y: torch.Tensor) -> torch.Tensor:
-        """Tikhonov start ``(KᵀK + βDᵀD)⁻¹ Aᵀy`` on the scene grid (circular approximation)."""
-        Aty = A.adjoint(y)
-        shape = Aty.shape[-2:]
-        return tikhonov_inverse(A.otf(shape, Aty), self.init_balance, shape)(Aty)
+        """``x₀ = ȳ − P Aᵀ(A ȳ − y)``, ``ȳ`` = ``y`` replicate-padded to the scene
+        (:func:`~deblur_edu.classical.tikhonov_start`)."""
+        return tikhonov_start(A, y, self.balance)
 
     # ----- solves ----------------------------------------------------------------------
     def _check_solve(self, info: SolverInfo, what: str) -> None:
