@@ -2,7 +2,10 @@
 
     python -m deblur_edu.backward_cost [--modes jfb implicit-anderson implicit-cg neumann-5 unrolled]
         [--iterations 5 10 20 50] [--size 96] [--batch 4] [--repeats 5] [--threads 2]
-        [--json benchmarks/deq_cost.json] [--device cpu|cuda]
+        [--checkpoint deq-jfb-cpu] [--json benchmarks/deq_cost.json] [--device cpu|cuda]
+
+The DEQ is the ``deq-cpu`` preset's, untrained, or with ``--checkpoint NAME`` the shipped
+checkpoint's weights (a trained map may need more solver iterations than a random one).
 
 Two measurements on one seeded random batch (dead leaves, a camera-shake kernel):
 
@@ -91,13 +94,30 @@ def problem(size: int, batch: int, device: torch.device, seed: int = 0) -> tuple
     return y.to(device), k.to(device), crop(scenes, A.pads).to(device)
 
 
-def build(mode: str, model_cfg: dict, device: torch.device, iterations: int | None = None) -> DEQ:
-    """A DEQ with backward ``mode``; ``iterations`` forces that many forward iterations."""
+def build(mode: str, model_cfg: dict, device: torch.device, iterations: int | None = None,
+          state: dict | None = None) -> DEQ:
+    """A DEQ with backward ``mode`` (and the weights ``state``, if given); ``iterations``
+    forces that many forward iterations."""
     cfg = dict(model_cfg, backward=mode)
     if iterations is not None:
         cfg.update(tol=1e-30, max_iter=iterations, unroll_steps=iterations)
     torch.manual_seed(0)
-    return DEQ(**cfg).to(device).train()
+    model = DEQ(**cfg)
+    if state is not None:
+        model.load_state_dict(state)
+    return model.to(device).train()
+
+
+def model_and_weights(checkpoint: str | None) -> tuple[dict, dict | None]:
+    """The ``deq-cpu`` preset's model config and no weights, or a shipped checkpoint's both."""
+    from .checkpoints import load_model
+    from .methods import WEIGHTS_DIR
+    from .train import load_config
+
+    if checkpoint is None:
+        return load_config("deq", "cpu")["model"], None
+    model, meta = load_model(WEIGHTS_DIR / f"{checkpoint}.pt", lambda cfg: DEQ(**cfg))
+    return meta["config"]["model"], model.state_dict()
 
 
 def training_step(model: DEQ, y: torch.Tensor, k: torch.Tensor, x: torch.Tensor) -> tuple[float, float]:
@@ -114,10 +134,11 @@ def training_step(model: DEQ, y: torch.Tensor, k: torch.Tensor, x: torch.Tensor)
     return t1 - t0, time.perf_counter() - t1
 
 
-def time_modes(modes: list[str], model_cfg: dict, batch, repeats: int, device: torch.device) -> list[dict]:
+def time_modes(modes: list[str], model_cfg: dict, batch, repeats: int, device: torch.device,
+               state: dict | None = None) -> list[dict]:
     rows = []
     for mode in modes:
-        model = build(mode, model_cfg, device)
+        model = build(mode, model_cfg, device, state=state)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # non-convergence is reported in the row
             training_step(model, *batch)  # warm-up
@@ -135,12 +156,12 @@ def time_modes(modes: list[str], model_cfg: dict, batch, repeats: int, device: t
 
 
 def memory_modes(modes: list[str], iterations: list[int], model_cfg: dict, batch, device: torch.device,
-                 allocator: bool = True) -> list[dict]:
+                 allocator: bool = True, state: dict | None = None) -> list[dict]:
     """Saved-tensor bytes (and, with ``allocator``, the allocator's peak) per mode and iteration count."""
     rows = []
     for mode in modes:
         for n in iterations:
-            model = build(mode, model_cfg, device, iterations=n)
+            model = build(mode, model_cfg, device, iterations=n, state=state)
 
             def step():
                 with warnings.catch_warnings():
@@ -171,8 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iterations", type=int, nargs="+", default=[5, 10, 20, 50])
     p.add_argument("--size", type=int, default=96)
     p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--features", type=int, default=32)
-    p.add_argument("--depth", type=int, default=5)
+    p.add_argument("--checkpoint", default=None, help="a shipped DEQ checkpoint, e.g. deq-jfb-cpu (default: untrained)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default=None)
@@ -181,11 +201,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     batch = problem(args.size, args.batch, device)
-    model_cfg = {"features": args.features, "depth": args.depth, "form": "gradient", "step_size": 0.5,
-                 "tol": 1e-3, "max_iter": 50}
+    model_cfg, state = model_and_weights(args.checkpoint)
+    model_cfg = {**model_cfg, "max_iter": 50}  # the seeds' cap, for the forward and the adjoint solve
     out = {"settings": {**vars(args), "model": model_cfg, "device": str(device), "torch": torch.__version__},
-           "time": time_modes(args.modes, model_cfg, batch, args.repeats, device),
-           "memory": memory_modes(args.memory_modes, args.iterations, model_cfg, batch, device)}
+           "time": time_modes(args.modes, model_cfg, batch, args.repeats, device, state),
+           "memory": memory_modes(args.memory_modes, args.iterations, model_cfg, batch, device, state=state)}
     print(format_tables(out))
     if args.json:
         write_json(args.json, out)

@@ -83,10 +83,22 @@ def _build_feedforward(cfg: dict) -> nn.Module:
     return TikhonovCNN(**cfg)
 
 
+def _build_reblur(cfg: dict) -> nn.Module:
+    from .learned import ReblurDeblurrer
+
+    return ReblurDeblurrer(**cfg)
+
+
+def reblur_loss(model: nn.Module, batch: dict) -> torch.Tensor:
+    """L1 + reblurring losses, computed by the model's forward (see :mod:`.learned.reblur`)."""
+    return model(batch["blurred"], batch["kernel"], sharp=batch["sharp"])
+
+
 MODELS: dict[str, ModelSpec] = {
     "rgdn": ModelSpec(_build_rgdn, recursive_supervision_loss),
     "deq": ModelSpec(_build_deq, output_loss),
     "feedforward": ModelSpec(_build_feedforward, output_loss),
+    "reblur": ModelSpec(_build_reblur, reblur_loss),
 }
 
 

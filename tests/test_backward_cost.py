@@ -33,3 +33,24 @@ def test_deq_memory_is_flat_in_the_iterations_and_unrolled_memory_grows():
     assert saved[("jfb", 8)] == saved[("jfb", 2)]
     assert saved[("implicit-anderson", 8)] == saved[("implicit-anderson", 2)]
     assert saved[("unrolled", 8)] > 3 * saved[("unrolled", 2)]
+
+
+def test_the_cost_model_is_the_preset_or_a_checkpoints(monkeypatch, tmp_path):
+    from deblur_edu import methods
+    from deblur_edu.backward_cost import build, model_and_weights
+    from deblur_edu.checkpoints import save_model
+    from deblur_edu.learned import DEQ
+    from deblur_edu.train import load_config
+
+    cfg, state = model_and_weights(None)
+    assert cfg == load_config("deq", "cpu")["model"] and state is None
+    small = {"features": 4, "depth": 3, "form": "gradient", "precondition": True, "strength": 0.05}
+    trained = DEQ(**small)
+    with torch.no_grad():
+        trained.log_strength.fill_(-1.0)
+    save_model(tmp_path / "deq-test", trained, {"config": {"model": small}})
+    monkeypatch.setattr(methods, "WEIGHTS_DIR", tmp_path)
+    cfg, state = model_and_weights("deq-test")
+    assert cfg == small
+    model = build("implicit-anderson", cfg, torch.device("cpu"), state=state)
+    assert model.backward == "implicit-anderson" and float(model.log_strength) == -1.0

@@ -202,3 +202,16 @@ def test_fft_convolve_agrees_with_blur():
 def test_i_divergence_zero_at_match():
     y = torch.rand(1, 1, 5, 5, dtype=torch.float64) + 0.1
     assert float(i_divergence(y, y)) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_tikhonov_start_is_exact_on_a_constant_scene_and_has_the_scene_shape():
+    """A constant scene blurs to the same constant: ȳ is already consistent (A ȳ = y), so the
+    Tikhonov correction vanishes and x₀ is that constant on the whole scene grid."""
+    from deblur_edu.classical import tikhonov_start
+
+    k = motion(9, 20)
+    A = Blur(k, "valid")
+    scene = torch.full((2, 1, 40, 40), 0.3)
+    x0 = tikhonov_start(A, A(scene))
+    assert x0.shape == scene.shape
+    assert torch.allclose(x0, scene, atol=1e-5)

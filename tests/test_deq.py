@@ -122,3 +122,29 @@ def test_a_non_converging_solve_is_a_clear_error_when_strict_and_a_warning_other
 def test_wrong_channels_is_a_clear_error():
     with pytest.raises(ValueError, match="built for 1 channel"):
         make()(torch.rand(1, 3, 12, 12, dtype=torch.float64), K)
+
+
+def test_the_residual_denoiser_removes_what_its_cnn_predicts():
+    net = make(residual=True)
+    x = torch.rand(1, 1, 12, 12, dtype=torch.float64)
+    d = net.denoiser
+    assert torch.allclose(d(x), x - d.lipschitz * d.cnn(x))
+
+
+def test_the_gradient_form_equilibrium_solves_its_equation():
+    """x* = T(x*) ⇔ F(x*) = Aᵀ(Ax* − y) + βDᵀDx* + λ(x* − D(x*)) = 0, with or without P."""
+    from deblur_edu.classical.priors import grad, grad_adjoint
+
+    A = Blur(K, "valid")
+    for precondition in (False, True):
+        net = make(strength=0.1, precondition=precondition, step_size=1.0 if precondition else 0.5)
+        with torch.no_grad():
+            x = net.solve(A, Y)
+            F = (A.adjoint(A(x) - Y) + net.balance * grad_adjoint(grad(x))
+                 + net.log_strength.exp() * (x - net.denoiser(x)))
+        assert float(F.norm() / A.adjoint(Y).norm()) < 1e-9
+
+
+def test_bad_strength_is_a_clear_error():
+    with pytest.raises(ValueError, match="strength must be > 0"):
+        DEQ(strength=0.0)

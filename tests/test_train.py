@@ -125,6 +125,14 @@ def test_deq_trains_through_the_same_cli_with_each_backward_mode(tmp_path, backw
     assert model.backward == backward
 
 
+def test_the_feedforward_comparator_trains_through_the_same_cli(tmp_path):
+    from deblur_edu.train import main
+
+    assert main(["feedforward", "--config", "tiny", "--out", str(tmp_path), "--no-progress"]) == 0
+    model, meta = load_model(tmp_path / "model.pt", MODELS["feedforward"].build)
+    assert meta["config"]["model"]["features"] == 8 and model.channels == 1
+
+
 def test_backward_option_is_refused_for_rgdn():
     from deblur_edu.train import main
 

@@ -1,7 +1,10 @@
-"""Learned deconvolution: networks that use the blur operator inside their computation."""
+"""Learned deconvolution: networks that use the blur operator inside their computation, and
+the blind deblurrers of chapter 5."""
 
 from .deq import DEQ
 from .feedforward import TikhonovCNN
+from .reblur import Reblurrer, ReblurDeblurrer, adapt_at_test_time
 from .rgdn import RGDN
+from .unet import UNet
 
-__all__ = ["DEQ", "RGDN", "TikhonovCNN"]
+__all__ = ["DEQ", "RGDN", "ReblurDeblurrer", "Reblurrer", "TikhonovCNN", "UNet", "adapt_at_test_time"]

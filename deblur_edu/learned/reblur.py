@@ -1,0 +1,204 @@
+r"""Reblurring losses — "Clean images are hard to reblur".
+
+Nah, Son, Lee & Lee, "Clean Images are Hard to Reblur: Exploiting the Ill-Posed Inverse Task
+for Dynamic Scene Deblurring", ICLR 2022 (arXiv 2104.12665).
+
+An L1/L2-trained deblurrer ``M_D`` regresses to the mean of the sharp images compatible
+with ``B``: its output ``L̂ = M_D(B)`` keeps some blur. A *reblurring module* ``M_R`` (a
+small ResNet, ``M_R(x) = x + body(x)``) learns to **amplify the blur that remains**, back
+to the blurry input, while leaving clean images unchanged:
+
+    L_blur  = ‖M_R(L̂) − B‖₁                        amplify what is left
+    L_sharp = ‖M_R(M_D(S)) − M_D(S)‖₁               a deblurred *sharp* image stays put
+
+A clean image is hard to reblur, so ``M_R`` measures the blur left in ``L̂`` — and gives
+the deblurrer two new losses:
+
+    supervised       L_R  = ‖M_R(L̂) − M_R(S)‖₁      (``M_R`` frozen; ``M_R(S)`` a fixed target)
+    self-supervised  L_R' = ‖M_R(L̂) − sg(L̂)‖₁       (no sharp image: test-time adaptation)
+
+``sg`` stops the gradient. The supervised loss is added to L1 during training; the
+self-supervised one drives a few gradient steps on ``M_D`` per test image with ``M_R``
+frozen (:func:`adapt_at_test_time`).
+
+**Training schedule.** The paper alternates updates of ``M_D`` and ``M_R``. Here both are
+updated in one optimiser step from one loss, with the gradients routed so that each
+network only sees its own objective: ``M_R`` is frozen inside the deblurrer's loss, and
+the deblurred images are detached inside ``M_R``'s loss (:func:`reblur_training_loss`).
+The two parameter sets are disjoint, so this is the alternating scheme with both halves
+computed at the same iterate.
+"""
+
+from __future__ import annotations
+
+import copy
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..validation import check_image, check_iterations, check_positive
+from .unet import ResBlock, UNet
+
+ADAPT_PARAMETERS = ("all", "decoder", "head")
+
+
+class Reblurrer(nn.Module):
+    """``M_R(x) = x + body(x)``, body = conv3×3 → ``blocks`` residual blocks → conv3×3.
+
+    Example:
+        >>> M_R = Reblurrer(features=8)
+        >>> M_R(torch.rand(2, 1, 16, 16)).shape
+        torch.Size([2, 1, 16, 16])
+    """
+
+    def __init__(self, channels: int = 1, features: int = 32, blocks: int = 2):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(channels, features, 3, padding=1),
+                                  *[ResBlock(features) for _ in range(blocks)],
+                                  nn.Conv2d(features, channels, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+@contextmanager
+def frozen(module: nn.Module) -> Iterator[nn.Module]:
+    """Inside the block, ``module``'s parameters receive no gradient (restored afterwards)."""
+    flags = [p.requires_grad for p in module.parameters()]
+    for p in module.parameters():
+        p.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p, flag in zip(module.parameters(), flags):
+            p.requires_grad_(flag)
+
+
+def reblur_module_loss(M_R: nn.Module, deblurred: torch.Tensor, blurred: torch.Tensor,
+                       deblurred_sharp: torch.Tensor) -> torch.Tensor:
+    """``L_blur + L_sharp = ‖M_R(L̂) − B‖₁ + ‖M_R(M_D(S)) − M_D(S)‖₁`` — trains ``M_R`` only
+    (both deblurred images are detached)."""
+    deblurred, deblurred_sharp = deblurred.detach(), deblurred_sharp.detach()
+    return F.l1_loss(M_R(deblurred), blurred) + F.l1_loss(M_R(deblurred_sharp), deblurred_sharp)
+
+
+def supervised_reblur_loss(M_R: nn.Module, deblurred: torch.Tensor, sharp: torch.Tensor) -> torch.Tensor:
+    """``‖M_R(L̂) − M_R(S)‖₁``: the blur ``M_R`` can still amplify in ``L̂``, compared with the
+    (small) amount it finds in the sharp image. ``M_R(S)`` is a fixed target."""
+    with torch.no_grad():
+        target = M_R(sharp)
+    return F.l1_loss(M_R(deblurred), target)
+
+
+def self_supervised_reblur_loss(M_R: nn.Module, deblurred: torch.Tensor) -> torch.Tensor:
+    """``‖M_R(L̂) − sg(L̂)‖₁``: how much ``M_R`` changes ``L̂`` — zero for a clean image."""
+    return F.l1_loss(M_R(deblurred), deblurred.detach())
+
+
+class ReblurDeblurrer(nn.Module):
+    """The pair trained together: the blind deblurrer ``M_D`` (a :class:`~.unet.UNet`) and,
+    when ``reblur_weight > 0``, the reblurring module ``M_R``. Calling it deblurs.
+
+    Args:
+        channels, width, levels, blocks: the U-Net.
+        reblur_weight: weight of the supervised reblurring loss (0: L1 only, no ``M_R``).
+        reblur_features, reblur_blocks: ``M_R``'s size.
+    """
+
+    def __init__(self, channels: int = 1, width: int = 16, levels: int = 2, blocks: int = 1,
+                 reblur_weight: float = 0.0, reblur_features: int = 32, reblur_blocks: int = 2):
+        super().__init__()
+        if reblur_weight < 0:
+            raise ValueError(f"reblur_weight must be >= 0, got {reblur_weight}.")
+        self.channels, self.reblur_weight = channels, reblur_weight
+        self.deblurrer = UNet(channels, width, levels, blocks)
+        self.reblurrer = Reblurrer(channels, reblur_features, reblur_blocks) if reblur_weight > 0 else None
+
+    def forward(self, y: torch.Tensor, k: torch.Tensor | None = None,
+                sharp: torch.Tensor | None = None) -> torch.Tensor:
+        """Deblur ``y`` (``k`` is ignored: blind). Given the ``sharp`` images too, return the
+        training loss instead (:func:`reblur_training_loss`) — so that the training loop
+        calls it through ``forward``, as DistributedDataParallel requires."""
+        if sharp is None:
+            return self.deblurrer(y)
+        return reblur_training_loss(self, y, sharp)
+
+
+def reblur_training_loss(model: ReblurDeblurrer, blurred: torch.Tensor, sharp: torch.Tensor) -> torch.Tensor:
+    """``‖L̂ − S‖₁ + w·L_R`` for ``M_D`` plus ``L_blur + L_sharp`` for ``M_R`` (see the module
+    docstring for how one step updates both)."""
+    deblurred = model.deblurrer(blurred)
+    loss = F.l1_loss(deblurred, sharp)
+    M_R = model.reblurrer
+    if M_R is None:
+        return loss
+    with frozen(M_R):
+        loss = loss + model.reblur_weight * supervised_reblur_loss(M_R, deblurred, sharp)
+    with torch.no_grad():
+        deblurred_sharp = model.deblurrer(sharp)
+    return loss + reblur_module_loss(M_R, deblurred, blurred, deblurred_sharp)
+
+
+@dataclass
+class AdaptInfo:
+    """What :func:`adapt_at_test_time` did: the self-supervised loss before each step, the step
+    whose output was kept, and why it stopped."""
+
+    losses: list[float] = field(default_factory=list)
+    kept_step: int = 0
+    stopped: str = "steps done"
+
+
+def adapted_parameters(M_D: UNet, which: str) -> list[nn.Parameter]:
+    """The parameters test-time adaptation may change: ``all``, the ``decoder`` (up-sampling,
+    decoder stages and head) or the ``head`` only."""
+    if which not in ADAPT_PARAMETERS:
+        raise ValueError(f"unknown parameter set {which!r}; choose one of {ADAPT_PARAMETERS}.")
+    if which == "all":
+        return list(M_D.parameters())
+    modules = [M_D.head] if which == "head" else [M_D.ups, M_D.decoders, M_D.head]
+    return [p for m in modules for p in m.parameters()]
+
+
+def adapt_at_test_time(M_D: UNet, M_R: nn.Module, y: torch.Tensor, steps: int = 5, lr: float = 1e-5,
+                    parameters: str = "all", tolerance: float = 0.05) -> tuple[torch.Tensor, AdaptInfo]:
+    """Adapt a *copy* of ``M_D`` to the blurry images ``y`` by minimising the self-supervised
+    reblurring loss ``‖M_R(M_D(y)) − sg(M_D(y))‖₁`` with Adam, ``M_R`` frozen.
+
+    All images of ``y`` share the adapted weights: pass one image for per-image adaptation.
+    **Guard**: the loss is measured before every step, and the output with the lowest loss
+    is returned; adaptation stops early when the loss is not finite or rises more than
+    ``tolerance`` (relative) above the best — an adaptation that diverges never replaces a
+    good output.
+
+    Returns:
+        the deblurred images of the kept step, and :class:`AdaptInfo`.
+    """
+    y = check_image(y, "y")
+    check_iterations(steps, "steps")
+    check_positive(lr, "lr")
+    model = copy.deepcopy(M_D).train()
+    params = adapted_parameters(model, parameters)
+    optimiser = torch.optim.Adam(params, lr=lr)
+    info, best = AdaptInfo(), None
+    with frozen(M_R):
+        for step in range(steps + 1):
+            x_hat = model(y)
+            loss = self_supervised_reblur_loss(M_R, x_hat)
+            value = float(loss.detach())
+            info.losses.append(value)
+            if best is None or value < min(info.losses[:-1]):
+                best, info.kept_step = x_hat.detach(), step
+            if not torch.isfinite(loss) or value > (1 + tolerance) * min(info.losses):
+                info.stopped = "loss rose: adaptation diverged, kept the best output"
+                break
+            if step == steps:
+                break
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+    return best, info

@@ -1,0 +1,137 @@
+"""Chapter 5's building blocks: the blind U-Net, the reblurring module, its losses, and
+test-time adaptation with its guard."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from deblur_edu.learned import ReblurDeblurrer, Reblurrer, UNet, adapt_at_test_time
+from deblur_edu.learned.reblur import (
+    adapted_parameters,
+    frozen,
+    reblur_module_loss,
+    reblur_training_loss,
+    self_supervised_reblur_loss,
+    supervised_reblur_loss,
+)
+
+
+def images(seed: int, n: int = 2, size: int = 24) -> torch.Tensor:
+    return torch.rand(n, 1, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def silence(module: torch.nn.Module) -> None:
+    """Zero the last convolution: a residual network becomes the identity."""
+    last = [m for m in module.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    torch.nn.init.zeros_(last.weight)
+    torch.nn.init.zeros_(last.bias)
+
+
+def test_unet_keeps_any_size_and_is_its_encoder_then_decoder():
+    torch.manual_seed(0)
+    net = UNet(width=4, levels=2)
+    y = torch.rand(1, 1, 28, 32)  # divisible by 4: no padding, forward = y + decode(encode(y))
+    assert torch.allclose(net(y), y + net.decode(net.encode(y)))
+    assert net(torch.rand(2, 1, 29, 31)).shape == (2, 1, 29, 31)
+    assert [f.shape[1] for f in net.encode(y)] == [4, 8, 16]
+
+
+def test_unet_refuses_wrong_channels():
+    with pytest.raises(ValueError, match="built for 1 channel"):
+        UNet(width=4)(torch.rand(1, 3, 16, 16))
+
+
+def test_frozen_blocks_gradients_and_restores_the_flags():
+    M_R = Reblurrer(features=4, blocks=1)
+    M_R.body[0].weight.requires_grad_(False)  # a flag that must come back as it was
+    x = torch.rand(1, 1, 8, 8, requires_grad=True)
+    with frozen(M_R):
+        M_R(x).sum().backward()
+    assert all(p.grad is None for p in M_R.parameters()) and x.grad is not None
+    assert [p.requires_grad for p in M_R.parameters()][0] is False
+    assert all(p.requires_grad for p in list(M_R.parameters())[1:])
+
+
+def test_an_identity_reblurrer_finds_nothing_to_amplify():
+    M_R = Reblurrer(features=4, blocks=1)
+    silence(M_R)
+    x, s = images(0), images(1)
+    assert float(self_supervised_reblur_loss(M_R, x).detach()) == 0.0
+    assert torch.isclose(supervised_reblur_loss(M_R, x, s), F.l1_loss(x, s))
+
+
+def test_each_network_receives_only_its_own_objective():
+    """One loss, two parameter sets: M_D's gradient is that of L1 + w·L_R (M_R frozen), M_R's
+    is that of L_blur + L_sharp on the detached deblurred images."""
+    torch.manual_seed(0)
+    model = ReblurDeblurrer(width=4, levels=1, reblur_weight=0.5, reblur_features=4, reblur_blocks=1)
+    b, s = images(2), images(3)
+    reblur_training_loss(model, b, s).backward()
+    together = {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    model.zero_grad()
+    deblurred = model.deblurrer(b)
+    with frozen(model.reblurrer):
+        (F.l1_loss(deblurred, s) + 0.5 * supervised_reblur_loss(model.reblurrer, deblurred, s)).backward()
+    with torch.no_grad():
+        deblurred, deblurred_sharp = model.deblurrer(b), model.deblurrer(s)
+    reblur_module_loss(model.reblurrer, deblurred, b, deblurred_sharp).backward()
+    for name, p in model.named_parameters():
+        assert torch.allclose(p.grad, together[name], atol=1e-7), name
+
+
+def test_l1_only_has_no_reblurrer_and_negative_weight_is_refused():
+    assert ReblurDeblurrer(width=4, reblur_weight=0.0).reblurrer is None
+    with pytest.raises(ValueError, match="reblur_weight"):
+        ReblurDeblurrer(reblur_weight=-1.0)
+
+
+class PullToGrey(torch.nn.Module):
+    """A stand-in reblurrer ``M_R(x) = x + (x − ½)``: the self-supervised loss is ``‖x − ½‖₁``,
+    which adaptation can lower by moving the output towards grey."""
+
+    def forward(self, x):
+        return x + (x - 0.5)
+
+
+def test_test_time_adaptation_lowers_the_loss_and_leaves_the_model_alone():
+    torch.manual_seed(0)
+    M_D = UNet(width=4, levels=1)
+    before = {n: p.clone() for n, p in M_D.state_dict().items()}
+    y = images(4, n=1)
+    x_hat, info = adapt_at_test_time(M_D, PullToGrey(), y, steps=5, lr=1e-3)
+    assert x_hat.shape == y.shape
+    assert info.losses == sorted(info.losses, reverse=True) and info.losses[-1] < info.losses[0]
+    assert info.kept_step == 5 and info.stopped == "steps done"
+    assert float((x_hat - 0.5).abs().mean()) == pytest.approx(info.losses[-1])
+    assert all(torch.equal(p, before[n]) for n, p in M_D.state_dict().items())
+
+
+def test_the_guard_keeps_the_best_output_when_adaptation_diverges():
+    torch.manual_seed(0)
+    M_D, M_R = UNet(width=4, levels=1), Reblurrer(features=4, blocks=1)
+    y = images(5, n=1)
+    x_hat, info = adapt_at_test_time(M_D, M_R, y, steps=20, lr=10.0)  # absurd step: the loss jumps
+    assert "diverged" in info.stopped
+    assert info.losses[info.kept_step] == min(info.losses)
+    with torch.no_grad():
+        reference = M_D(y) if info.kept_step == 0 else x_hat
+    assert torch.allclose(x_hat, reference)
+
+
+def test_bad_adaptation_settings_are_clear_errors():
+    M_D, M_R, y = UNet(width=4, levels=1), Reblurrer(features=4, blocks=1), images(6, n=1)
+    with pytest.raises(ValueError, match="unknown parameter set"):
+        adapt_at_test_time(M_D, M_R, y, parameters="encoder")
+    with pytest.raises(ValueError, match="lr"):
+        adapt_at_test_time(M_D, M_R, y, lr=0.0)
+    assert len(adapted_parameters(M_D, "head")) == 2
+
+
+def test_the_reblur_model_trains_through_the_same_cli(tmp_path):
+    from deblur_edu.checkpoints import load_model
+    from deblur_edu.train import MODELS, main
+
+    assert main(["reblur", "--config", "tiny", "--out", str(tmp_path), "--no-progress"]) == 0
+    model, meta = load_model(tmp_path / "model.pt", MODELS["reblur"].build)
+    assert meta["config"]["model"]["reblur_weight"] == 1.0 and model.reblurrer is not None
