@@ -80,10 +80,25 @@ def test_each_network_receives_only_its_own_objective():
         assert torch.allclose(p.grad, together[name], atol=1e-7), name
 
 
-def test_l1_only_has_no_reblurrer_and_negative_weight_is_refused():
+def test_l1_only_has_no_reblurrer_and_bad_settings_are_refused():
     assert ReblurDeblurrer(width=4, reblur_weight=0.0).reblurrer is None
     with pytest.raises(ValueError, match="reblur_weight"):
         ReblurDeblurrer(reblur_weight=-1.0)
+    with pytest.raises(ValueError, match="needs the reblurring module"):
+        ReblurDeblurrer(reblur_weight=1.0, reblurrer=False)
+
+
+def test_a_judge_reblurrer_learns_without_touching_the_deblurrer():
+    """reblur_weight = 0 with a reblurrer: the deblurrer's gradient is plain L1."""
+    torch.manual_seed(0)
+    judged = ReblurDeblurrer(width=4, levels=1, reblurrer=True, reblur_features=4, reblur_blocks=1)
+    b, s = images(7), images(8)
+    reblur_training_loss(judged, b, s).backward()
+    grads = {n: p.grad.clone() for n, p in judged.deblurrer.named_parameters()}
+    assert all(p.grad is not None for p in judged.reblurrer.parameters())
+    judged.zero_grad()
+    F.l1_loss(judged.deblurrer(b), s).backward()
+    assert all(torch.allclose(p.grad, grads[n]) for n, p in judged.deblurrer.named_parameters())
 
 
 class PullToGrey(torch.nn.Module):

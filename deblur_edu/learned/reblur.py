@@ -105,18 +105,25 @@ class ReblurDeblurrer(nn.Module):
 
     Args:
         channels, width, levels, blocks: the U-Net.
-        reblur_weight: weight of the supervised reblurring loss (0: L1 only, no ``M_R``).
+        reblur_weight: weight of the supervised reblurring loss (0: the deblurrer learns from L1 only).
+        reblurrer: train ``M_R`` too (default: when ``reblur_weight > 0``). With
+            ``reblur_weight = 0`` and ``reblurrer=True``, ``M_R`` learns beside an L1 deblurrer
+            without influencing it — an independent judge for evaluation.
         reblur_features, reblur_blocks: ``M_R``'s size.
     """
 
     def __init__(self, channels: int = 1, width: int = 16, levels: int = 2, blocks: int = 1,
-                 reblur_weight: float = 0.0, reblur_features: int = 32, reblur_blocks: int = 2):
+                 reblur_weight: float = 0.0, reblurrer: bool | None = None, reblur_features: int = 32,
+                 reblur_blocks: int = 2):
         super().__init__()
         if reblur_weight < 0:
             raise ValueError(f"reblur_weight must be >= 0, got {reblur_weight}.")
+        if reblurrer is False and reblur_weight > 0:
+            raise ValueError("reblur_weight > 0 needs the reblurring module: leave reblurrer unset or True.")
         self.channels, self.reblur_weight = channels, reblur_weight
         self.deblurrer = UNet(channels, width, levels, blocks)
-        self.reblurrer = Reblurrer(channels, reblur_features, reblur_blocks) if reblur_weight > 0 else None
+        with_reblurrer = reblur_weight > 0 if reblurrer is None else reblurrer
+        self.reblurrer = Reblurrer(channels, reblur_features, reblur_blocks) if with_reblurrer else None
 
     def forward(self, y: torch.Tensor, k: torch.Tensor | None = None,
                 sharp: torch.Tensor | None = None) -> torch.Tensor:
@@ -136,8 +143,9 @@ def reblur_training_loss(model: ReblurDeblurrer, blurred: torch.Tensor, sharp: t
     M_R = model.reblurrer
     if M_R is None:
         return loss
-    with frozen(M_R):
-        loss = loss + model.reblur_weight * supervised_reblur_loss(M_R, deblurred, sharp)
+    if model.reblur_weight > 0:
+        with frozen(M_R):
+            loss = loss + model.reblur_weight * supervised_reblur_loss(M_R, deblurred, sharp)
     with torch.no_grad():
         deblurred_sharp = model.deblurrer(sharp)
     return loss + reblur_module_loss(M_R, deblurred, blurred, deblurred_sharp)
