@@ -66,15 +66,17 @@ deq-checkpoints: setup
 	OMP_NUM_THREADS=1 $(PY) -m deblur_edu.train deq --config cpu --backward jfb --resume --no-progress & \
 	OMP_NUM_THREADS=1 $(PY) -m deblur_edu.train deq --config cpu --backward implicit-anderson --resume --no-progress & \
 	wait
-	$(PY) -m deblur_edu.train feedforward --config cpu --resume --no-progress
+	OMP_NUM_THREADS=1 $(PY) -m deblur_edu.train feedforward --config cpu --resume --no-progress
 	mkdir -p deblur_edu/weights
 	for pair in $(DEQ_RUNS); do run=$${pair%%:*}; name=$${pair##*:}; \
 	  cp runs/$$run/model.pt deblur_edu/weights/$$name.pt; cp runs/$$run/model.json deblur_edu/weights/$$name.json; \
 	  cp runs/$$run/log.jsonl benchmarks/$$name-log.jsonl; done
-	$(PY) -m deblur_edu.bench --methods tv,feedforward,deq-jfb,deq-implicit --json benchmarks/deq.json --no-speed
+	$(PY) -m deblur_edu.bench --methods tv,feedforward,deq-jfb,deq-implicit --json benchmarks/deq.json --no-speed \
+	  --readme README.md --readme-block deq
 	$(PY) -m deblur_edu.checkpoints deblur_edu/weights/deq-jfb-cpu benchmarks/deq.json --method deq-jfb
 	$(PY) -m deblur_edu.checkpoints deblur_edu/weights/deq-implicit-cpu benchmarks/deq.json --method deq-implicit
 	$(PY) -m deblur_edu.checkpoints deblur_edu/weights/feedforward-cpu benchmarks/deq.json --method feedforward
+	$(PY) -m deblur_edu.backward_cost --checkpoint deq-jfb-cpu --json benchmarks/deq_cost.json
 
 test: setup
 	$(PY) -m pytest

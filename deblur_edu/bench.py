@@ -170,9 +170,6 @@ def format_table(results: list[dict], times: bool = True) -> str:
     return "\n".join(lines)
 
 
-README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
-
-
 def markdown_table(out: dict) -> str:
     """The README's results table (mean PSNR dB / SSIM; seconds per image), from the JSON."""
     cols, methods, by = _layout(out["results"])
@@ -200,15 +197,17 @@ def markdown_table(out: dict) -> str:
     return "\n".join(lines)
 
 
-def update_readme(path: str | Path, out: dict) -> None:
-    """Replace the block between the bench markers in the README with :func:`markdown_table`."""
+def update_readme(path: str | Path, out: dict, block: str = "bench") -> None:
+    """Replace the block between the markers ``<!-- BLOCK:start -->`` and ``<!-- BLOCK:end -->``
+    in the README with :func:`markdown_table`."""
     path = Path(path)
+    start, end = f"<!-- {block}:start -->", f"<!-- {block}:end -->"
     text = path.read_text()
-    if README_START not in text or README_END not in text:
-        raise ValueError(f"{path} has no {README_START} … {README_END} block to fill.")
-    head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    path.write_text(f"{head}{README_START}\n{markdown_table(out)}\n{README_END}{tail}")
+    if start not in text or end not in text:
+        raise ValueError(f"{path} has no {start} … {end} block to fill.")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{start}\n{markdown_table(out)}\n{end}{tail}")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -227,6 +226,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--data-dir", default=None, help="data directory (default: $DEBLUR_EDU_DATA or the cache)")
     p.add_argument("--no-speed", action="store_true", help="skip the Wiener batch-speed measurement")
     p.add_argument("--readme", default=None, help="also write the results table into this README")
+    p.add_argument("--readme-block", default="bench",
+                   help="the README block to fill, between <!-- BLOCK:start --> and <!-- BLOCK:end --> (default: bench)")
     args = p.parse_args(argv)
     args.argv = argv
     return args
@@ -263,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         write_json(args.json, out)
     if args.readme:
-        update_readme(args.readme, out)
+        update_readme(args.readme, out, args.readme_block)
         print(f"updated the results table in {args.readme}")
     return 0
 

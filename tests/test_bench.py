@@ -1,6 +1,7 @@
 """The benchmark CLI's contract: arguments, protocol, table and JSON."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -109,6 +110,26 @@ def test_readme_table_is_generated_from_the_committed_json():
     out = json.loads((root / "benchmarks/foundation.json").read_text())
     readme = (root / "README.md").read_text()
     assert bench.markdown_table(out) in readme
+
+
+def test_readme_deq_table_is_generated_from_the_committed_json():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    out = json.loads((root / "benchmarks/deq.json").read_text())
+    readme = (root / "README.md").read_text()
+    assert f"<!-- deq:start -->\n{bench.markdown_table(out)}\n<!-- deq:end -->" in readme
+
+
+def test_update_readme_fills_the_named_block_only(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("a\n<!-- bench:start -->\nold\n<!-- bench:end -->\nb\n<!-- deq:start -->\nold\n<!-- deq:end -->\n")
+    out = json.loads((Path(__file__).resolve().parent.parent / "benchmarks/deq.json").read_text())
+    bench.update_readme(readme, out, "deq")
+    text = readme.read_text()
+    assert "<!-- bench:start -->\nold\n<!-- bench:end -->" in text and bench.markdown_table(out) in text
+    with pytest.raises(ValueError, match="no <!-- other:start -->"):
+        bench.update_readme(readme, out, "other")
 
 
 def test_learned_method_without_checkpoint_is_left_out_or_a_clear_error(monkeypatch, tmp_path):
