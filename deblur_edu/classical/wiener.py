@@ -55,12 +55,13 @@ def wiener(
 
 
 def tikhonov_inverse(otf: torch.Tensor, balance: float | torch.Tensor, shape: tuple[int, int],
-                     regulariser: str = "gradient"):
-    r"""The map ``g ↦ (KᵀK + balance·LᵀL)⁻¹ g`` (circular, by FFT; ``L = D`` or ``I``).
+                     identity: float | torch.Tensor = 0.0):
+    r"""The map ``g ↦ (KᵀK + balance·DᵀD + identity·I)⁻¹ g`` (circular, by FFT).
 
-    ``otf`` is ``psf2otf(k, shape)``; ``balance`` may be a tensor (a learned weight). The
-    operator is symmetric positive definite: a preconditioner for gradient methods on a
-    blur (RGDN's option, chapter 3) and, applied to ``Aᵀy``, a Tikhonov solution.
+    ``otf`` is ``psf2otf(k, shape)``; ``balance`` and ``identity`` may be tensors (learned
+    weights). The operator is symmetric positive definite: a preconditioner for gradient
+    methods on a blur (RGDN's option, chapter 3; the DEQ's, chapter 4, with ``identity``
+    its prior weight λ) and, applied to ``Aᵀy``, a Tikhonov solution.
 
     Example:
         >>> from deblur_edu.kernels import gaussian
@@ -72,10 +73,7 @@ def tikhonov_inverse(otf: torch.Tensor, balance: float | torch.Tensor, shape: tu
         >>> torch.allclose(back, g, atol=1e-4)
         True
     """
-    if regulariser not in REGULARISERS:
-        raise ValueError(f"unknown regulariser {regulariser!r}; choose one of {REGULARISERS}.")
-    L2 = 1.0 if regulariser == "identity" else grad_otf_power(shape, otf.device, otf.real.dtype)
-    denominator = otf.abs() ** 2 + balance * L2
+    denominator = otf.abs() ** 2 + balance * grad_otf_power(shape, otf.device, otf.real.dtype) + identity
     return lambda g: torch.fft.irfft2(torch.fft.rfft2(g) / denominator, s=shape)
 
 

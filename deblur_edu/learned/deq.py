@@ -68,8 +68,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
-from ..classical.priors import grad, grad_adjoint, grad_otf_power
-from ..classical.wiener import tikhonov_start
+from ..classical.priors import grad, grad_adjoint
+from ..classical.wiener import tikhonov_inverse, tikhonov_start
 from ..fixed_point import SOLVERS, FixedPointError, SolverInfo, anderson
 from ..physics import Blur, crop
 from ..validation import check_channels, check_problem
@@ -215,11 +215,8 @@ class DEQ(nn.Module):
         """``P: g ↦ (KᵀK + βDᵀD + λI)⁻¹ g`` on the scene grid (circular, by FFT); the
         proximal form, which has no λ, uses ``(KᵀK + βDᵀD)⁻¹``."""
         shape = like.shape[-2:]
-        otf = A.otf(shape, like)
-        denominator = otf.abs() ** 2 + self.balance * grad_otf_power(shape, like.device, like.dtype)
-        if self.form == "gradient":
-            denominator = denominator + self.log_strength.exp()
-        return lambda g: torch.fft.irfft2(torch.fft.rfft2(g) / denominator, s=shape)
+        strength = self.log_strength.exp() if self.form == "gradient" else 0.0
+        return tikhonov_inverse(A.otf(shape, like), self.balance, shape, identity=strength)
 
     def initial(self, A: Blur, y: torch.Tensor) -> torch.Tensor:
         """``x₀ = ȳ − P Aᵀ(A ȳ − y)``, ``ȳ`` = ``y`` replicate-padded to the scene
