@@ -53,4 +53,4 @@ def test_the_cost_model_is_the_preset_or_a_checkpoints(monkeypatch, tmp_path):
     cfg, state = model_and_weights("deq-test")
     assert cfg == small
     model = build("implicit-anderson", cfg, torch.device("cpu"), state=state)
-    assert model.backward == "implicit-anderson" and float(model.log_strength) == -1.0
+    assert model.backward == "implicit-anderson" and float(model.log_strength.detach()) == -1.0

@@ -1,6 +1,7 @@
 """Chapter 4's shipped checkpoints: complete metadata, small, hash-verified, runnable."""
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -21,7 +22,9 @@ def test_shipped_checkpoint_loads_and_deblurs(method, name, model_name, backward
     assert (WEIGHTS_DIR / f"{name}.pt").stat().st_size < 5_000_000
     assert load_shipped(name, model_name).channels == 1
     y = torch.rand(1, 1, 40, 40)
-    out = get_method(method)(y, motion(7, 10), 0.01, {})
+    with warnings.catch_warnings():  # on pure noise the solve may stop at its cap: not what this test checks
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out = get_method(method)(y, motion(7, 10), 0.01, {})
     assert out.shape == y.shape and torch.isfinite(out).all()
 
 
