@@ -37,8 +37,8 @@ Spectral normalisation bounds each layer's weight matrix, not the conv operator'
 gain, and ``P`` changes the geometry, so :func:`~deblur_edu.fixed_point.lipschitz_estimate`
 measures the contraction factor, and the solvers report divergence with their trace.
 The solve starts from the replicate-padded observation corrected by one Tikhonov step,
-``x₀ = ȳ − P Aᵀ(A ȳ − y)`` (always with the preconditioner): sharp where the scene is
-observed, the padding where it is not.
+``x₀ = ȳ − P₀ Aᵀ(A ȳ − y)`` with ``P₀ = (KᵀK + βDᵀD)⁻¹`` (whether or not ``precondition`` is
+set): sharp where the scene is observed, the padding where it is not.
 
 **Backward modes** (``backward=``) — how ``∂ℓ/∂θ`` is obtained from ``g = ∂ℓ/∂T(x*)``.
 By the implicit function theorem, with ``J = ∂T/∂x`` at ``x*``,
@@ -219,8 +219,8 @@ class DEQ(nn.Module):
         return tikhonov_inverse(A.otf(shape, like), self.balance, shape, identity=strength)
 
     def initial(self, A: Blur, y: torch.Tensor) -> torch.Tensor:
-        """``x₀ = ȳ − P Aᵀ(A ȳ − y)``, ``ȳ`` = ``y`` replicate-padded to the scene
-        (:func:`~deblur_edu.classical.tikhonov_start`)."""
+        """``x₀ = ȳ − P₀ Aᵀ(A ȳ − y)``, ``P₀ = (KᵀK + βDᵀD)⁻¹``, ``ȳ`` = ``y`` replicate-padded
+        to the scene (:func:`~deblur_edu.classical.tikhonov_start`)."""
         return tikhonov_start(A, y, self.balance)
 
     # ----- solves ----------------------------------------------------------------------
