@@ -197,17 +197,22 @@ def markdown_table(out: dict) -> str:
     return "\n".join(lines)
 
 
-def update_readme(path: str | Path, out: dict, block: str = "bench") -> None:
-    """Replace the block between the markers ``<!-- BLOCK:start -->`` and ``<!-- BLOCK:end -->``
-    in the README with :func:`markdown_table`."""
+def replace_block(path: str | Path, block: str, text: str) -> None:
+    """Replace what lies between the markers ``<!-- BLOCK:start -->`` and ``<!-- BLOCK:end -->``
+    in ``path`` with ``text`` (generated tables: the README never holds a typed number)."""
     path = Path(path)
     start, end = f"<!-- {block}:start -->", f"<!-- {block}:end -->"
-    text = path.read_text()
-    if start not in text or end not in text:
+    content = path.read_text()
+    if start not in content or end not in content:
         raise ValueError(f"{path} has no {start} … {end} block to fill.")
-    head, rest = text.split(start, 1)
+    head, rest = content.split(start, 1)
     _, tail = rest.split(end, 1)
-    path.write_text(f"{head}{start}\n{markdown_table(out)}\n{end}{tail}")
+    path.write_text(f"{head}{start}\n{text}\n{end}{tail}")
+
+
+def update_readme(path: str | Path, out: dict, block: str = "bench") -> None:
+    """Write :func:`markdown_table` of ``out`` into the README's ``block``."""
+    replace_block(path, block, markdown_table(out))
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

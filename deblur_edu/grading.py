@@ -217,3 +217,97 @@ def check_jfb(student: Callable) -> None:
                  "Backprop through the last application only: the solve runs under torch.no_grad() and x* is "
                  "detached; a gradient through every iteration is the unrolled one, not JFB.", atol=1e-8)
     print("✓ Jacobian-free backprop: the right output, and the gradient through one application of T")
+
+
+# ----- assignment 5: reblurring losses ---------------------------------------------------
+def _reblur_pair(seed: int):
+    """A tiny deblurrer ``M_D`` and reblurring module ``M_R`` (float64), seeded."""
+    from .learned import Reblurrer, UNet
+
+    torch.manual_seed(seed)
+    return UNet(width=4, levels=1).double(), Reblurrer(features=4, blocks=1).double()
+
+
+def _images(n: int, seed: int) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.rand(2, 1, 12, 12, generator=g, dtype=torch.float64) for _ in range(n)]
+
+
+def check_reblur_module_loss(student: Callable) -> None:
+    """``student(M_R, deblurred, blurred, deblurred_sharp)`` = ``‖M_R(L̂) − B‖₁ + ‖M_R(M_D(S)) − M_D(S)‖₁``
+    (mean absolute errors), training ``M_R`` only."""
+    from .learned.reblur import reblur_module_loss
+
+    _, M_R = _reblur_pair(20)
+    deblurred, blurred, deblurred_sharp = _images(3, 21)
+    deblurred.requires_grad_(), deblurred_sharp.requires_grad_()
+    got = student(M_R, deblurred, blurred, deblurred_sharp)
+    _compare(got.detach(), reblur_module_loss(M_R, deblurred, blurred, deblurred_sharp).detach(), "L_blur + L_sharp",
+             "L_blur compares M_R(deblurred) with the *blurry* image; L_sharp compares M_R(deblurred_sharp) with "
+             "deblurred_sharp itself (a clean image must stay unchanged). Use F.l1_loss (the mean).", atol=1e-10)
+    got.backward()
+    if deblurred.grad is not None or deblurred_sharp.grad is not None:
+        raise AssertionError("M_R's loss must not train the deblurrer: detach the deblurred images first.")
+    if any(p.grad is None for p in M_R.parameters()):
+        raise AssertionError("the loss must train M_R: compute it with autograd enabled, through M_R.")
+    print("✓ L_blur + L_sharp: the right value, and it trains M_R only")
+
+
+def check_supervised_reblur_loss(student: Callable) -> None:
+    """``student(M_R, deblurred, sharp)`` = ``‖M_R(L̂) − M_R(S)‖₁`` with ``M_R(S)`` a fixed target."""
+    from .learned.reblur import supervised_reblur_loss
+
+    _, M_R = _reblur_pair(22)
+    M_R.requires_grad_(False)
+    deblurred, sharp = _images(2, 23)
+    deblurred.requires_grad_(), sharp.requires_grad_()
+    got = student(M_R, deblurred, sharp)
+    _compare(got.detach(), supervised_reblur_loss(M_R, deblurred, sharp).detach(), "supervised reblurring loss",
+             "Compare the reblurred deblurred image M_R(L̂) with the reblurred sharp image M_R(S), with F.l1_loss; "
+             "not with S itself, which would make it a plain L1 loss plus a constant.", atol=1e-10)
+    got.backward()
+    reference = torch.autograd.grad(supervised_reblur_loss(M_R, deblurred, sharp), deblurred)[0]
+    if deblurred.grad is None:
+        raise AssertionError("the loss must train the deblurrer: keep the graph through M_R(deblurred).")
+    _compare(deblurred.grad, reference, "gradient with respect to the deblurred image",
+             "Only M_R(L̂) carries a gradient.", atol=1e-10)
+    if sharp.grad is not None:
+        raise AssertionError("M_R(S) is a fixed target: compute it under torch.no_grad() (or detach it).")
+    print("✓ supervised reblurring loss: the right value, and a gradient through M_R(L̂) only")
+
+
+def reference_tta_step(M_D: torch.nn.Module, M_R: torch.nn.Module, y: torch.Tensor,
+                       optimiser: torch.optim.Optimizer) -> float:
+    """One step of test-time adaptation: minimise ``‖M_R(M_D(y)) − sg(M_D(y))‖₁`` over the
+    optimiser's parameters, ``M_R`` frozen; returns the loss before the step."""
+    from .learned.reblur import frozen, self_supervised_reblur_loss
+
+    with frozen(M_R):
+        loss = self_supervised_reblur_loss(M_R, M_D(y))
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+    optimiser.step()
+    return float(loss.detach())
+
+
+def check_tta_step(student: Callable) -> None:
+    """``student(M_D, M_R, y, optimiser)`` must take one self-supervised step on ``M_D`` (``M_R``
+    frozen, the target ``M_D(y)`` under a stop-gradient) and return the loss before it."""
+    import copy
+
+    M_D, M_R = _reblur_pair(24)
+    (y,) = _images(1, 25)
+    mine, theirs = copy.deepcopy(M_D), copy.deepcopy(M_D)
+    got = student(mine, M_R, y, torch.optim.SGD(mine.parameters(), lr=0.5))
+    expected = reference_tta_step(theirs, M_R, y, torch.optim.SGD(theirs.parameters(), lr=0.5))
+    _compare(torch.as_tensor(float(got), dtype=torch.float64), torch.as_tensor(expected, dtype=torch.float64),
+             "returned loss", "Return the self-supervised loss ‖M_R(M_D(y)) − M_D(y)‖₁ computed before the step.",
+             atol=1e-10)
+    if any(p.grad is not None for p in M_R.parameters()):
+        raise AssertionError("M_R must stay frozen: wrap the step in deblur_edu.learned.reblur.frozen(M_R) "
+                             "(or switch off requires_grad on its parameters).")
+    for (name, a), b in zip(mine.named_parameters(), theirs.parameters()):
+        _compare(a.detach(), b.detach(), f"adapted weight {name}",
+                 "Use the stop-gradient: the target is M_D(y).detach(). Without it, the loss can also fall by "
+                 "blurring M_D(y) towards M_R(M_D(y)). Then zero_grad, backward, optimiser.step().", atol=1e-10)
+    print("✓ one test-time adaptation step: the right loss and the same update as the reference")

@@ -139,7 +139,7 @@ def load_shipped(name: str, model_name: str) -> torch.nn.Module:
         if not path.with_suffix(".json").is_file():
             raise FileNotFoundError(
                 f"the shipped checkpoint {path} is missing; its recipe is in the Makefile "
-                f"(make rgdn-checkpoint, make deq-checkpoints): python -m deblur_edu.train {model_name} "
+                f"(make rgdn-checkpoint, make deq-checkpoints, make reblur-checkpoints): python -m deblur_edu.train {model_name} "
                 f"--config cpu, then copy runs/<run>/model.pt and model.json to {WEIGHTS_DIR}/{name}.*"
             )
         model, _ = load_model(path, MODELS[model_name].build, expected={"channels": 1})
@@ -154,6 +154,23 @@ def _shipped(name: str, model_name: str):
         return load_shipped(name, model_name).to(y.device)(y, k)
 
     return run
+
+
+#: test-time adaptation of the chapter-5 deblurrer (Nah et al. 2022), chosen on the *tune* split
+#: with ``python -m deblur_edu.reblur_eval --split tune --tta-lr LR``
+REBLUR_TTA = {"steps": 5, "lr": 1e-4, "parameters": "all"}
+
+
+def _reblur_tta(y, k, sigma, weight, defaults):
+    """Per-image test-time adaptation: each image gets its own adapted copy of ``M_D``
+    (the algorithm adapts to one image, so the loop over images is the method itself)."""
+    from .learned import adapt_at_test_time
+
+    model = load_shipped("reblur-cpu", "reblur").to(y.device)
+    with torch.enable_grad():
+        outs = [adapt_at_test_time(model.deblurrer, model.reblurrer, y[i : i + 1], **REBLUR_TTA)[0]
+                for i in range(y.shape[0])]
+    return torch.cat(outs)
 
 
 METHODS: dict[str, Method] = {
@@ -189,6 +206,15 @@ METHODS: dict[str, Method] = {
         Method("feedforward", _shipped("feedforward-cpu", "feedforward"), None, [],
                "CNN once on the Tikhonov start (the DEQ's size, no equilibrium), shipped checkpoint",
                checkpoint="feedforward-cpu"),
+        Method("reblur-l1", _shipped("reblur-l1-cpu", "reblur"), None, [],
+               "blind U-Net deblurrer trained with L1 only (chapter 5), shipped checkpoint",
+               checkpoint="reblur-l1-cpu"),
+        Method("reblur", _shipped("reblur-cpu", "reblur"), None, [],
+               "the same U-Net trained with L1 + supervised reblurring loss (Nah et al. 2022), shipped checkpoint",
+               checkpoint="reblur-cpu"),
+        Method("reblur-tta", _reblur_tta, None, [],
+               "the L1 + reblur U-Net adapted per image by the self-supervised reblurring loss, shipped checkpoint",
+               checkpoint="reblur-cpu"),
     ]
 }
 

@@ -15,7 +15,8 @@ a ``tqdm`` progress bar and ``log.jsonl`` metrics (with ``train.val_every``, als
 PSNR on a fixed validation batch drawn from another seed, and the training wall time
 without the validation, for PSNR-against-time curves); ``last.pt`` every ``ckpt_every`` steps,
 from which ``--resume`` continues *exactly* (the data order is a pure function of the
-seed and the step); and at the end ``model.pt`` + ``model.json`` (see
+seed and the step); with ``train.snapshot_every``, the weights alone as
+``snapshots/step-NNNNNN.pt`` (the model at different training stages); and at the end ``model.pt`` + ``model.json`` (see
 :mod:`deblur_edu.checkpoints`).
 
 Under ``torchrun`` it uses DistributedDataParallel (gloo on CPU, NCCL on GPU): each
@@ -242,6 +243,10 @@ def train(model_name: str, cfg: dict, out: str | Path, resume: bool = False, dev
                             "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
                             "step": step, "wall_seconds": time.time() - started, "val_seconds": val_seconds},
                            out / "last.pt")
+            snapshot_every = tc.get("snapshot_every")
+            if rank == 0 and snapshot_every and step % snapshot_every == 0:
+                (out / "snapshots").mkdir(exist_ok=True)
+                torch.save(model.state_dict(), out / "snapshots" / f"step-{step:06d}.pt")
             if step >= last_step:
                 break
     bar.close()

@@ -122,16 +122,34 @@ def test_test_time_adaptation_lowers_the_loss_and_leaves_the_model_alone():
     assert all(torch.equal(p, before[n]) for n, p in M_D.state_dict().items())
 
 
-def test_the_guard_keeps_the_best_output_when_adaptation_diverges():
+def test_the_guard_stops_a_diverging_adaptation_and_keeps_the_output_from_before():
     torch.manual_seed(0)
     M_D, M_R = UNet(width=4, levels=1), Reblurrer(features=4, blocks=1)
     y = images(5, n=1)
-    x_hat, info = adapt_at_test_time(M_D, M_R, y, steps=20, lr=10.0)  # absurd step: the loss jumps
+    x_hat, info = adapt_at_test_time(M_D, M_R, y, steps=20, lr=10.0)  # absurd step: the loss explodes
     assert "diverged" in info.stopped
-    assert info.losses[info.kept_step] == min(info.losses)
+    assert info.losses[-1] > 2 * info.losses[0] and len(info.losses) == info.kept_step + 2
+    assert all(v <= 2 * info.losses[0] for v in info.losses[: info.kept_step + 1])
+    if info.kept_step == 0:
+        with torch.no_grad():
+            assert torch.allclose(x_hat, M_D(y))
+
+
+def test_a_step_moves_the_output_against_what_the_reblurrer_adds():
+    # M_R adds +0.1 everywhere: the stop-gradient step must lower the output (sharpening = undoing M_R)
+    class AddConstant(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = torch.nn.Parameter(torch.tensor(0.1))
+
+        def forward(self, z):
+            return z + self.c
+
+    torch.manual_seed(0)
+    M_D, y = UNet(width=4, levels=1), images(7, n=1)
+    x_hat, info = adapt_at_test_time(M_D, AddConstant(), y, steps=3, lr=1e-3, parameters="head")
     with torch.no_grad():
-        reference = M_D(y) if info.kept_step == 0 else x_hat
-    assert torch.allclose(x_hat, reference)
+        assert float(x_hat.mean()) < float(M_D(y).mean()) and info.kept_step == 3
 
 
 def test_bad_adaptation_settings_are_clear_errors():
@@ -150,3 +168,31 @@ def test_the_reblur_model_trains_through_the_same_cli(tmp_path):
     assert main(["reblur", "--config", "tiny", "--out", str(tmp_path), "--no-progress"]) == 0
     model, meta = load_model(tmp_path / "model.pt", MODELS["reblur"].build)
     assert meta["config"]["model"]["reblur_weight"] == 1.0 and model.reblurrer is not None
+
+
+def test_the_alternate_schedule_updates_one_network_per_step():
+    torch.manual_seed(0)
+    pair = ReblurDeblurrer(width=4, levels=1, reblur_weight=1.0, reblur_features=4, reblur_blocks=1,
+                           schedule="alternate")
+    y, s = torch.rand(2, 1, 16, 16), torch.rand(2, 1, 16, 16)
+    for expect_R in (True, False, True):
+        pair.zero_grad(set_to_none=True)
+        pair(y, sharp=s).backward()
+        got_R = all(p.grad is not None for p in pair.reblurrer.parameters())
+        got_D = any(p.grad is not None for p in pair.deblurrer.parameters())
+        assert (got_R, got_D) == (expect_R, not expect_R)
+    assert int(pair.updates) == 3 and "updates" in pair.state_dict()
+
+
+def test_the_joint_schedule_updates_both_and_keeps_the_state_dict_unchanged():
+    pair = ReblurDeblurrer(width=4, levels=1, reblur_weight=1.0, reblur_features=4, reblur_blocks=1)
+    pair(torch.rand(2, 1, 16, 16), sharp=torch.rand(2, 1, 16, 16)).backward()
+    assert all(p.grad is not None for p in pair.parameters())
+    assert "updates" not in pair.state_dict()
+
+
+def test_schedule_errors_say_what_to_do():
+    with pytest.raises(ValueError, match="unknown schedule"):
+        ReblurDeblurrer(schedule="sometimes")
+    with pytest.raises(ValueError, match="reblur_weight > 0"):
+        ReblurDeblurrer(schedule="alternate")

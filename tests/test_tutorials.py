@@ -146,3 +146,58 @@ def test_jfb_check_rejects_the_unrolled_gradient():
 
     with pytest.raises(AssertionError, match="JFB gradient"):
         grading.check_jfb(unrolled)
+
+
+# ----- assignment 5 -------------------------------------------------------------------------
+import torch.nn.functional as F  # noqa: E402
+
+from deblur_edu.learned.reblur import reblur_module_loss, supervised_reblur_loss  # noqa: E402
+
+
+def test_reblur_checks_pass_on_the_reference():
+    grading.check_reblur_module_loss(reblur_module_loss)
+    grading.check_supervised_reblur_loss(supervised_reblur_loss)
+    grading.check_tta_step(grading.reference_tta_step)
+
+
+def test_reblur_module_check_rejects_a_loss_that_trains_the_deblurrer_or_blurs_clean_images():
+    no_detach = lambda M_R, d, b, ds: F.l1_loss(M_R(d), b) + F.l1_loss(M_R(ds), ds)
+    with pytest.raises(AssertionError, match="detach"):
+        grading.check_reblur_module_loss(no_detach)
+    wrong_target = lambda M_R, d, b, ds: F.l1_loss(M_R(d.detach()), b) + F.l1_loss(M_R(ds.detach()), b)
+    with pytest.raises(AssertionError, match="L_blur"):
+        grading.check_reblur_module_loss(wrong_target)
+
+
+def test_supervised_check_rejects_a_plain_l1_target_and_a_moving_target():
+    with pytest.raises(AssertionError, match="supervised"):
+        grading.check_supervised_reblur_loss(lambda M_R, d, s: F.l1_loss(M_R(d), s))
+    with pytest.raises(AssertionError, match="fixed target"):
+        grading.check_supervised_reblur_loss(lambda M_R, d, s: F.l1_loss(M_R(d), M_R(s)))
+
+
+def test_tta_check_rejects_a_missing_stop_gradient_and_a_trained_judge():
+    def no_stop_gradient(M_D, M_R, y, opt):
+        from deblur_edu.learned.reblur import frozen
+
+        with frozen(M_R):
+            out = M_D(y)
+            loss = F.l1_loss(M_R(out), out)
+            opt.zero_grad()
+            loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    with pytest.raises(AssertionError, match="stop-gradient"):
+        grading.check_tta_step(no_stop_gradient)
+
+    def unfrozen(M_D, M_R, y, opt):
+        out = M_D(y)
+        loss = F.l1_loss(M_R(out), out.detach())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    with pytest.raises(AssertionError, match="frozen"):
+        grading.check_tta_step(unfrozen)

@@ -21,12 +21,13 @@ the deblurrer two new losses:
 self-supervised one drives a few gradient steps on ``M_D`` per test image with ``M_R``
 frozen (:func:`adapt_at_test_time`).
 
-**Training schedule.** The paper alternates updates of ``M_D`` and ``M_R``. Here both are
-updated in one optimiser step from one loss, with the gradients routed so that each
-network only sees its own objective: ``M_R`` is frozen inside the deblurrer's loss, and
-the deblurred images are detached inside ``M_R``'s loss (:func:`reblur_training_loss`).
-The two parameter sets are disjoint, so this is the alternating scheme with both halves
-computed at the same iterate.
+**Training schedule** (``schedule=``). The paper alternates updates of ``M_D`` and ``M_R``.
+``"alternate"`` does exactly that: odd training steps update ``M_R`` alone, even ones ``M_D``
+alone. ``"joint"`` (the default, half the cost per update of both) updates both in one
+optimiser step from one loss, with the gradients routed so that each network only sees its
+own objective: ``M_R`` is frozen inside the deblurrer's loss, and the deblurred images are
+detached inside ``M_R``'s loss (:func:`reblur_training_loss`). The two parameter sets are
+disjoint, so this is the alternating scheme with both halves computed at the same iterate.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from ..validation import check_image, check_iterations, check_positive
 from .unet import ResBlock, UNet
 
 ADAPT_PARAMETERS = ("all", "decoder", "head")
+SCHEDULES = ("joint", "alternate")
 
 
 class Reblurrer(nn.Module):
@@ -110,12 +112,22 @@ class ReblurDeblurrer(nn.Module):
             ``reblur_weight = 0`` and ``reblurrer=True``, ``M_R`` learns beside an L1 deblurrer
             without influencing it — an independent judge for evaluation.
         reblur_features, reblur_blocks: ``M_R``'s size.
+        schedule: ``"joint"`` or ``"alternate"`` (module docstring).
+
+    Example:
+        >>> pair = ReblurDeblurrer(width=4, levels=1, reblur_weight=1.0, reblur_features=4)
+        >>> y, s = torch.rand(2, 1, 16, 16), torch.rand(2, 1, 16, 16)
+        >>> pair(y).shape                      # deblur
+        torch.Size([2, 1, 16, 16])
+        >>> pair(y, sharp=s).backward()        # the training loss of both networks
     """
 
     def __init__(self, channels: int = 1, width: int = 16, levels: int = 2, blocks: int = 1,
                  reblur_weight: float = 0.0, reblurrer: bool | None = None, reblur_features: int = 32,
-                 reblur_blocks: int = 2):
+                 reblur_blocks: int = 2, schedule: str = "joint"):
         super().__init__()
+        if schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES}.")
         if reblur_weight < 0:
             raise ValueError(f"reblur_weight must be >= 0, got {reblur_weight}.")
         if reblurrer is False and reblur_weight > 0:
@@ -124,6 +136,12 @@ class ReblurDeblurrer(nn.Module):
         self.deblurrer = UNet(channels, width, levels, blocks)
         with_reblurrer = reblur_weight > 0 if reblurrer is None else reblurrer
         self.reblurrer = Reblurrer(channels, reblur_features, reblur_blocks) if with_reblurrer else None
+        self.schedule = schedule
+        if schedule == "alternate":
+            if self.reblurrer is None:
+                raise ValueError("schedule='alternate' alternates with the reblurring module: set reblur_weight > 0 "
+                                 "or reblurrer=True.")
+            self.register_buffer("updates", torch.zeros((), dtype=torch.long))  # saved: --resume keeps the parity
 
     def forward(self, y: torch.Tensor, k: torch.Tensor | None = None,
                 sharp: torch.Tensor | None = None) -> torch.Tensor:
@@ -137,18 +155,29 @@ class ReblurDeblurrer(nn.Module):
 
 def reblur_training_loss(model: ReblurDeblurrer, blurred: torch.Tensor, sharp: torch.Tensor) -> torch.Tensor:
     """``‖L̂ − S‖₁ + w·L_R`` for ``M_D`` plus ``L_blur + L_sharp`` for ``M_R`` (see the module
-    docstring for how one step updates both)."""
-    deblurred = model.deblurrer(blurred)
-    loss = F.l1_loss(deblurred, sharp)
+    docstring for how one step updates both); with ``schedule="alternate"``, only one of the
+    two, in turn (``M_R`` first)."""
     M_R = model.reblurrer
     if M_R is None:
-        return loss
-    if model.reblur_weight > 0:
-        with frozen(M_R):
-            loss = loss + model.reblur_weight * supervised_reblur_loss(M_R, deblurred, sharp)
-    with torch.no_grad():
-        deblurred_sharp = model.deblurrer(sharp)
-    return loss + reblur_module_loss(M_R, deblurred, blurred, deblurred_sharp)
+        return F.l1_loss(model.deblurrer(blurred), sharp)
+    train_D = train_R = True
+    if model.schedule == "alternate":
+        train_R = int(model.updates) % 2 == 0
+        train_D = not train_R
+        model.updates += 1
+    loss = torch.zeros((), device=blurred.device)
+    with torch.set_grad_enabled(train_D and torch.is_grad_enabled()):
+        deblurred = model.deblurrer(blurred)
+    if train_D:
+        loss = loss + F.l1_loss(deblurred, sharp)
+        if model.reblur_weight > 0:
+            with frozen(M_R):
+                loss = loss + model.reblur_weight * supervised_reblur_loss(M_R, deblurred, sharp)
+    if train_R:
+        with torch.no_grad():
+            deblurred_sharp = model.deblurrer(sharp)
+        loss = loss + reblur_module_loss(M_R, deblurred, blurred, deblurred_sharp)
+    return loss
 
 
 @dataclass
@@ -173,15 +202,21 @@ def adapted_parameters(M_D: UNet, which: str) -> list[nn.Parameter]:
 
 
 def adapt_at_test_time(M_D: UNet, M_R: nn.Module, y: torch.Tensor, steps: int = 5, lr: float = 1e-5,
-                    parameters: str = "all", tolerance: float = 0.05) -> tuple[torch.Tensor, AdaptInfo]:
-    """Adapt a *copy* of ``M_D`` to the blurry images ``y`` by minimising the self-supervised
-    reblurring loss ``‖M_R(M_D(y)) − sg(M_D(y))‖₁`` with Adam, ``M_R`` frozen.
+                       parameters: str = "all", tolerance: float = 1.0) -> tuple[torch.Tensor, AdaptInfo]:
+    """Adapt a *copy* of ``M_D`` to the blurry images ``y`` with Adam on the self-supervised
+    reblurring loss ``‖M_R(M_D(y)) − sg(M_D(y))‖₁``, ``M_R`` frozen.
 
     All images of ``y`` share the adapted weights: pass one image for per-image adaptation.
-    **Guard**: the loss is measured before every step, and the output with the lowest loss
-    is returned; adaptation stops early when the loss is not finite or rises more than
-    ``tolerance`` (relative) above the best — an adaptation that diverges never replaces a
-    good output.
+
+    **What a step does.** Because of the stop-gradient, the update is not a descent step on
+    the loss it measures: with ``M_R(z) = z + body(z)``, the gradient with respect to the
+    output is ``(I + J_body)ᵀ sign(body(x̂))``, dominated by ``sign(body(x̂))``. The step
+    moves ``x̂`` *against* what ``M_R`` would add — against the blur it would amplify —
+    which sharpens it. The measured loss may rise a little on the way.
+
+    **Guard.** The loss is measured before every step. When it is no longer finite, or exceeds
+    ``(1 + tolerance)`` times its value before adaptation, adaptation has diverged: it stops
+    and returns the last output from before that point (at worst the unadapted one).
 
     Returns:
         the deblurred images of the kept step, and :class:`AdaptInfo`.
@@ -189,24 +224,23 @@ def adapt_at_test_time(M_D: UNet, M_R: nn.Module, y: torch.Tensor, steps: int = 
     y = check_image(y, "y")
     check_iterations(steps, "steps")
     check_positive(lr, "lr")
+    check_positive(tolerance, "tolerance")
     model = copy.deepcopy(M_D).train()
-    params = adapted_parameters(model, parameters)
-    optimiser = torch.optim.Adam(params, lr=lr)
-    info, best = AdaptInfo(), None
+    optimiser = torch.optim.Adam(adapted_parameters(model, parameters), lr=lr)
+    info, kept = AdaptInfo(), None
     with frozen(M_R):
         for step in range(steps + 1):
             x_hat = model(y)
             loss = self_supervised_reblur_loss(M_R, x_hat)
             value = float(loss.detach())
             info.losses.append(value)
-            if best is None or value < min(info.losses[:-1]):
-                best, info.kept_step = x_hat.detach(), step
-            if not torch.isfinite(loss) or value > (1 + tolerance) * min(info.losses):
-                info.stopped = "loss rose: adaptation diverged, kept the best output"
+            if not torch.isfinite(loss) or value > (1 + tolerance) * info.losses[0]:
+                info.stopped = "loss diverged: kept the output from before"
                 break
+            kept, info.kept_step = x_hat.detach(), step
             if step == steps:
                 break
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
-    return best, info
+    return kept, info
