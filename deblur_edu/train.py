@@ -16,8 +16,8 @@ PSNR on a fixed validation batch drawn from another seed, and the training wall 
 without the validation, for PSNR-against-time curves); ``last.pt`` every ``ckpt_every`` steps,
 from which ``--resume`` continues *exactly* (the data order is a pure function of the
 seed and the step); with ``train.snapshot_every``, the weights alone as
-``snapshots/step-NNNNNN.pt`` (the model at different training stages); and at the end ``model.pt`` + ``model.json`` (see
-:mod:`deblur_edu.checkpoints`).
+``snapshots/step-NNNNNN.pt`` (the model at different training stages); and at the end
+``model.pt`` + ``model.json`` (see :mod:`deblur_edu.checkpoints`).
 
 Under ``torchrun`` it uses DistributedDataParallel (gloo on CPU, NCCL on GPU): each
 process draws a different shard of every batch from a ``DistributedSampler``, gradients
