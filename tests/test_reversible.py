@@ -102,3 +102,40 @@ def test_the_encoder_stays_frozen():
     assert all(p.grad is None for p in dec.encoder.parameters())
     dec.train()
     assert not dec.encoder.training
+
+
+def test_gradients_reach_input_features_that_require_them():
+    # the decoder's features come from a frozen encoder; the function must still be exact when they need gradients
+    dec = decoder(3)
+    y, _ = data()
+    feats = [f.detach().requires_grad_() for f in dec.encoder.encode(y[..., :16, :16])]
+    grads = []
+    for reversible in (True, False):
+        dec.reversible = reversible
+        loss = sum((r ** 2).sum() for r in dec.decode(feats))
+        grads.append(torch.autograd.grad(loss, feats))
+    for a, b in zip(*grads):
+        assert (a - b).norm() / b.norm() <= 1e-6
+
+
+def test_a_second_backward_through_the_same_graph_is_a_clear_error():
+    dec = decoder(2)
+    y, x = data()
+    loss = multi_decoder_loss(dec(y), x)
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="once"):
+        loss.backward()
+
+
+def test_the_memory_command_reports_both_paths(tmp_path):
+    import json
+
+    from deblur_edu import reversible_cost
+
+    out = tmp_path / "mem.json"
+    reversible_cost.main(["--columns", "1", "2", "--size", "32", "--batch", "2", "--width", "4", "--levels", "2",
+                          "--device", "cpu", "--json", str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["columns"] for r in rows] == [1, 2]
+    assert all(r["reversible_peak_bytes"] > 0 and r["plain_peak_bytes"] > 0 for r in rows)
+    assert rows[1]["plain_peak_bytes"] > rows[0]["plain_peak_bytes"]

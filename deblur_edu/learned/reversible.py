@@ -123,7 +123,8 @@ class ReversibleFunction(torch.autograd.Function):
     """Run all columns without storing activations; rebuild and recompute them in backward.
 
     ``apply(columns, seeds, n_state, e, *state, *params)`` returns the heads' residuals, one
-    per column. Saved for backward: ``e`` and the last column's state only.
+    per column. Kept for backward: ``e`` and the last column's state only, released as soon as
+    backward has inverted it.
     """
 
     @staticmethod
@@ -135,33 +136,51 @@ class ReversibleFunction(torch.autograd.Function):
             for column, seed in zip(columns, seeds):
                 state = column(e, state, seed)
                 residuals.append(column.head(state[0]))
-        ctx.save_for_backward(e, *state)
+        # kept as attributes, not save_for_backward, so that backward can free each state once inverted
+        ctx.e, ctx.state = e, state
         return tuple(residuals)
 
     @staticmethod
     def backward(ctx, *grad_residuals: torch.Tensor):
-        e, *state = ctx.saved_tensors
-        grad_state = [torch.zeros_like(s) for s in state]
-        grad_e = torch.zeros_like(e)
+        if ctx.state is None:
+            raise RuntimeError("a reversible decoder's graph can be backpropagated once (no retain_graph): "
+                               "run the forward pass again.")
+        e, state = ctx.e, ctx.state
+        ctx.e = ctx.state = None
+        n_state = len(state)
+        need_e = ctx.needs_input_grad[3]
+        need_first_state = any(ctx.needs_input_grad[4 : 4 + n_state])
+        grad_state: list[torch.Tensor | None] = [None] * n_state  # None: no gradient reaches it (yet)
+        grad_e = torch.zeros_like(e) if need_e else None
         grad_params: list[torch.Tensor] = []
         for i in range(len(ctx.columns) - 1, -1, -1):
             column, seed = ctx.columns[i], ctx.seeds[i]
             with torch.no_grad():
                 old = column.inverse(e, state, seed)  # rebuild this column's input …
+            del state
             own = list(column.parameters())
+            # gradients with respect to the column's input state are needed except for the encoder's
+            # features (column 0), unless they require gradients themselves
+            want_state = i > 0 or need_first_state
             with torch.enable_grad():  # … and recompute the column, this time with a graph
-                old_in = [s.detach().requires_grad_() for s in old]
-                e_in = e.detach().requires_grad_()
+                old_in = [s.detach().requires_grad_(want_state) for s in old]
+                e_in = e.detach().requires_grad_(need_e)
                 new = column(e_in, old_in, seed)
-                residual = column.head(new[0])
-                grads = torch.autograd.grad([*new, residual], [*old_in, e_in, *own],
-                                            [*grad_state, grad_residuals[i]], allow_unused=True)
-            n = len(old)
-            grad_state = [g if g is not None else torch.zeros_like(s) for g, s in zip(grads[:n], old)]
-            grad_e = grad_e + (grads[n] if grads[n] is not None else 0)
-            grad_params = [g if g is not None else torch.zeros_like(p) for g, p in zip(grads[n + 1 :], own)] + grad_params
+                outputs = [column.head(new[0])] + [c for c, g in zip(new, grad_state) if g is not None]
+                grads_out = [grad_residuals[i]] + [g for g in grad_state if g is not None]
+                inputs = own + (old_in if want_state else []) + ([e_in] if need_e else [])
+                grads = torch.autograd.grad(outputs, inputs, grads_out, allow_unused=True)
+            del new, outputs, grads_out
+            grad_params = [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, own)] + grad_params
+            rest = grads[len(own) :]
+            if want_state:
+                grad_state, rest = list(rest[:n_state]), rest[n_state:]
+            if need_e and rest[0] is not None:
+                grad_e = grad_e + rest[0]
             state = old
-        return (None, None, None, grad_e, *grad_state, *grad_params)
+        grad_first = [g if g is not None else torch.zeros_like(s) for g, s in zip(grad_state, state)] \
+            if need_first_state else [None] * n_state
+        return (None, None, None, grad_e, *grad_first, *grad_params)
 
 
 class ReversibleDecoder(nn.Module):
