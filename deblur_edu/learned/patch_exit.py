@@ -1,0 +1,82 @@
+r"""Adaptive patch exiting (AdaRevD, Mao, Li & Wang, CVPR 2024): easy patches stop early.
+
+A patch that is hardly blurred needs little decoding. AdaRevD labels each training patch
+with a **degradation class** from the PSNR of its blurry version against the sharp one,
+
+    class = #{ τ ∈ thresholds : PSNR(y, x) < τ }          (thresholds 20, 25, 30, 35, 40 dB)
+
+so class 0 is almost clean and class 5 badly blurred; a small classifier learns to predict
+the class from the frozen encoder's deepest features; and at test time each tile of the
+image leaves the decoder after the number of sub-decoders its predicted class maps to
+(:func:`exit_after`), with a knob that trades speed for quality.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..metrics import psnr
+from .reversible import ReversibleDecoder
+from .tiling import gather_tiles, tiled_apply
+
+THRESHOLDS = (20.0, 25.0, 30.0, 35.0, 40.0)
+
+
+def degradation_class(blurred: torch.Tensor, sharp: torch.Tensor, thresholds=THRESHOLDS) -> torch.Tensor:
+    """Per patch: how many thresholds the blurry patch's PSNR falls below (0 = nearly clean).
+
+    Example:
+        >>> x = torch.full((2, 1, 8, 8), 0.5)
+        >>> degradation_class(torch.stack([x[0], x[1] + 0.2]), x)   # ∞ dB, then 14 dB
+        tensor([0, 5])
+    """
+    p = psnr(blurred.clamp(0, 1), sharp)
+    return (p[:, None] < torch.tensor(thresholds, device=p.device)[None, :]).sum(1)
+
+
+class DegradationClassifier(nn.Module):
+    """Logits over the degradation classes from the encoder's deepest feature map:
+    conv3×3 → ReLU → global average pool → linear."""
+
+    def __init__(self, in_channels: int, classes: int = len(THRESHOLDS) + 1, hidden: int = 32):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, hidden, 3, padding=1)
+        self.fc = nn.Linear(hidden, classes)
+
+    def forward(self, bottleneck: torch.Tensor) -> torch.Tensor:
+        return self.fc(F.relu(self.conv(bottleneck)).mean(dim=(2, 3)))
+
+
+def exit_after(classes: torch.Tensor, n_columns: int, n_classes: int = len(THRESHOLDS) + 1, knob: int = 0) -> torch.Tensor:
+    """Sub-decoders to run per patch: linear in the class, from 1 (class 0) to ``n_columns``
+    (the hardest class), shifted by ``knob`` (+: more decoding, higher quality; −: faster)."""
+    base = 1 + torch.round(classes.float() * (n_columns - 1) / max(n_classes - 1, 1)).long()
+    return (base + knob).clamp(1, n_columns)
+
+
+@torch.no_grad()
+def adaptive_deblur(decoder: ReversibleDecoder, classifier: DegradationClassifier, y: torch.Tensor, tile: int,
+                    overlap: int, knob: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Deblur ``y`` tile by tile, each tile exiting after its predicted number of sub-decoders.
+
+    Returns the blended image and the exit point of every tile (B, rows, cols).
+    """
+    tiles, rows, cols = gather_tiles(y, tile, overlap)
+    m = 2 ** decoder.encoder.levels
+    if tiles.shape[-1] % m or tiles.shape[-2] % m:
+        raise ValueError(f"tile sides must be multiples of {m} (the encoder's {decoder.encoder.levels} halvings); "
+                         f"got {tuple(tiles.shape[-2:])}.")
+    classes = classifier(decoder.encoder.encode(tiles)[-1]).argmax(1)
+    exits = exit_after(classes, len(decoder.columns), classifier.fc.out_features, knob)
+    exits = exits.reshape(y.shape[0], len(rows), len(cols))
+    out = tiled_apply(lambda t, n: decoder(t, n=int(n[0]))[-1], y, tile, overlap, groups=exits)
+    return out, exits
+
+
+def decoder_cost(exits: torch.Tensor, n_columns: int) -> float:
+    """Fraction of the full decoding work done: mean exit point / number of sub-decoders."""
+    return float(exits.float().mean()) / n_columns if exits.numel() else math.nan
