@@ -2,10 +2,11 @@ r"""Chapter 5's evaluation: are reblurring-trained images sharper, and what does
 
     python -m deblur_edu.reblur_eval [--json OUT] [--snapshots RUN_DIR] [--readme README.md]
         [--tta-steps 5] [--tta-lr 1e-4] [--tta-parameters all|decoder|head] [--lpips DIR]
-        [--split test|tune] [--boundary valid] [--sigma 0.01]
+        [--split test|tune] [--kernels shakes|levin] [--boundary valid] [--sigma 0.01]
 
-Every deblurrer runs on the benchmark (:mod:`deblur_edu.benchmark_data`: Set12 × Levin's
-kernels, never seen in training) and each output ``x̂`` gets, on the scored interior:
+Every deblurrer runs on the split's Set12 images with chapter 5's kernels (camera shakes of
+the training size from unseen seeds; ``--kernels levin`` for Levin's), the benchmark's
+protocol (:mod:`deblur_edu.benchmark_data`), and each output ``x̂`` gets, on the scored interior:
 
 - **PSNR / SSIM** against the sharp image (distortion);
 - **blur effect** (:func:`deblur_edu.sharpness.blur_effect`, Crété-Roffet et al. 2007):
@@ -39,7 +40,7 @@ from torch import nn
 
 from .bench import replace_block
 from .benchmark_data import Benchmark, load_benchmark, score_crop
-from .checkpoints import git_commit
+from .checkpoints import git_commit, load_metadata
 from .learned import ReblurDeblurrer, adapt_at_test_time
 from .methods import METHODS, REBLUR_TTA, load_defaults, load_shipped
 from .metrics import psnr, ssim
@@ -58,13 +59,17 @@ TABLE = ("wiener-taper", "tv", "rgdn", "reblur-l1", "reblur")
 Deblur = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
 
 
+def interior(t: torch.Tensor, crop: int) -> torch.Tensor:
+    """``t`` without its ``crop``-pixel border (the scored region)."""
+    return t[..., crop : t.shape[-2] - crop, crop : t.shape[-1] - crop]
+
+
 def reblur_gap(judge: nn.Module, x_hat: torch.Tensor, crop: int = 0) -> torch.Tensor:
     """``mean |J(x̂) − x̂|`` per image, ×10³, on the interior: how much blur the judge ``J`` finds
     to amplify in ``x̂`` (small for a clean image)."""
     with torch.no_grad():
         change = (judge(x_hat) - x_hat).abs()
-    inner = change[..., crop : change.shape[-2] - crop, crop : change.shape[-1] - crop]
-    return 1e3 * inner.mean(dim=(1, 2, 3))
+    return 1e3 * interior(change, crop).mean(dim=(1, 2, 3))
 
 
 def reblurring_psnr(judge: nn.Module, x_hat: torch.Tensor, y: torch.Tensor, crop: int = 0) -> torch.Tensor:
@@ -77,13 +82,12 @@ def scores(x_hat: torch.Tensor, x: torch.Tensor, y: torch.Tensor, crop: int, jud
            lpips: nn.Module | None = None) -> dict[str, torch.Tensor]:
     """Every measure of the module docstring, per image, on the interior ``crop`` pixels in."""
     x_hat = x_hat.clamp(0, 1)
-    inner = (..., slice(crop, -crop or None), slice(crop, -crop or None))
     out = {"psnr": psnr(x_hat, x, crop=crop), "ssim": ssim(x_hat, x, crop=crop),
-           "blur_effect": blur_effect(x_hat[inner]), "reblur_gap": reblur_gap(judge, x_hat, crop),
+           "blur_effect": blur_effect(interior(x_hat, crop)), "reblur_gap": reblur_gap(judge, x_hat, crop),
            "reblur_psnr": reblurring_psnr(judge, x_hat, y, crop)}
     if lpips is not None:
         with torch.no_grad():
-            out["lpips"] = lpips(x_hat[inner], x[inner])
+            out["lpips"] = lpips(interior(x_hat, crop), interior(x, crop))
     return out
 
 
@@ -120,7 +124,7 @@ def record_judge(out: dict, weights_dir: Path) -> None:
     import json
 
     meta_path = weights_dir / "reblur-judge.json"
-    meta = json.loads(meta_path.read_text())
+    meta = load_metadata(meta_path)
     meta["metrics"] = {"judge": out["judge"], "setting": {k: out["setting"][k] for k in ("split", "boundary", "sigma", "cases")},
                        "source": "python -m deblur_edu.reblur_eval (benchmarks/reblur.json)",
                        "commit": out["environment"]["commit"]}
@@ -161,10 +165,9 @@ def spearman(a: list[float], b: list[float]) -> float:
     return float((ra * rb).sum() / (ra.norm() * rb.norm()))
 
 
-def trend(bench: Benchmark, deblurrers: dict[str, Deblur], judge: nn.Module, boundary: str,
-          sigma: float) -> dict:
-    """Deblurring PSNR and reblurring PSNR of each deblurrer, and their rank correlation."""
-    points = [{"name": name, **evaluate(bench, fn, judge, boundary, sigma)} for name, fn in deblurrers.items()]
+def trend(points: list[dict]) -> dict:
+    """The deblurrers' scores (rows of :func:`evaluate`, with a ``name``) and the rank correlation
+    of their deblurring PSNR and reblurring PSNR."""
     rho = spearman([p["psnr"] for p in points], [p["reblur_psnr"] for p in points])
     return {"points": points, "spearman": rho}
 
@@ -184,7 +187,7 @@ def adaptation(bench: Benchmark, model: ReblurDeblurrer, judge: nn.Module, bound
             adapted, info = adapt_at_test_time(model.deblurrer, model.reblurrer, yi, steps, lr, parameters)
             after = scores(adapted, xi, yi, crop, judge)
             cases.append({"image": name, "kernel": ki, "kept_step": info.kept_step, "stopped": info.stopped,
-                          "own_loss": [info.losses[0], min(info.losses)],
+                          "own_loss": [info.losses[0], info.losses[info.kept_step]],  # before, kept
                           **{f"{m}_before": float(before[m]) for m in before},
                           **{f"{m}_after": float(after[m]) for m in after}})
     n = len(cases)
@@ -312,9 +315,10 @@ def compare(args: argparse.Namespace, bench: Benchmark, table: list[str], judge:
         results.append({"name": name, **evaluate(bench, fn, judge, args.boundary, args.sigma, lpips)})
         print(f"  {name:<14}" + "  ".join(f"{m} {results[-1][m]:.4f}" for m in MEASURES if m in results[-1]), flush=True)
     stages = snapshots(args.snapshots) if args.snapshots else {}
-    deblurrers = {**{n: method(n) for n in table}, **stages}  # the blurry input is not a deblurrer
-    out = {"results": results, "trend": trend(bench, deblurrers, judge, args.boundary, args.sigma)}
-    print(f"trend: Spearman ρ = {out['trend']['spearman']:.3f} over {len(deblurrers)} deblurrers", flush=True)
+    points = [r for r in results if r["name"] != "blurred"]  # the blurry input is not a deblurrer
+    points += [{"name": name, **evaluate(bench, fn, judge, args.boundary, args.sigma)} for name, fn in stages.items()]
+    out = {"results": results, "trend": trend(points)}
+    print(f"trend: Spearman ρ = {out['trend']['spearman']:.3f} over {len(points)} deblurrers", flush=True)
     by_name = {r["name"]: r for r in results}
     if {"reblur-l1", "reblur"} <= by_name.keys():
         l1, rb = by_name["reblur-l1"], by_name["reblur"]

@@ -122,7 +122,8 @@ def test_the_command_writes_table_trend_tta_and_readme(tiny_weights, tmp_path):
     assert names == ["blurred", "wiener-taper", "reblur-l1", "reblur"]
     assert len(res["trend"]["points"]) == 3 and -1 <= res["trend"]["spearman"] <= 1
     assert res["tta"]["cases"] == res["setting"]["cases"] == len(res["tta"]["per_case"])
-    assert all(c["own_loss"][1] <= c["own_loss"][0] for c in res["tta"]["per_case"])  # the guard keeps the best
+    # the guard's bound: the kept output's loss is at most (1 + tolerance) = 2 times the loss before adaptation
+    assert all(0 <= c["own_loss"][1] <= 2 * c["own_loss"][0] for c in res["tta"]["per_case"])
     assert set(res["acceptance"]) >= {"psnr_drop", "sharper_blur_effect", "smaller_reblur_gap"}
     meta = json.loads((tiny_weights / "reblur-judge.json").read_text())
     assert meta["metrics"]["judge"] == res["judge"] and set(res["judge"]) == {"reblur_gap_sharp", "reblur_gap_blurred"}
