@@ -90,8 +90,16 @@ def _build_reblur(cfg: dict) -> nn.Module:
     return ReblurDeblurrer(**cfg)
 
 
-def reblur_loss(model: nn.Module, batch: dict) -> torch.Tensor:
-    """L1 + reblurring losses, computed by the model's forward (see :mod:`.learned.reblur`)."""
+def _build_adarevd(cfg: dict) -> nn.Module:
+    from .learned import AdaRevD
+
+    return AdaRevD(**cfg)
+
+
+def self_computed_loss(model: nn.Module, batch: dict) -> torch.Tensor:
+    """The loss the model's forward computes when given the sharp images (chapter 5's L1 +
+    reblurring losses, chapter 6's multi-decoder loss): a model whose loss needs more than
+    ``model(y, k)`` computes it itself, as DistributedDataParallel requires."""
     return model(batch["blurred"], batch["kernel"], sharp=batch["sharp"])
 
 
@@ -99,7 +107,8 @@ MODELS: dict[str, ModelSpec] = {
     "rgdn": ModelSpec(_build_rgdn, recursive_supervision_loss),
     "deq": ModelSpec(_build_deq, output_loss),
     "feedforward": ModelSpec(_build_feedforward, output_loss),
-    "reblur": ModelSpec(_build_reblur, reblur_loss),
+    "reblur": ModelSpec(_build_reblur, self_computed_loss),
+    "adarevd": ModelSpec(_build_adarevd, self_computed_loss),
 }
 
 

@@ -12,9 +12,10 @@ def decoder(columns=4, reversible=True, dropout=0.0, seed=0):
     enc = UNet(width=4, levels=2).double()
     torch.manual_seed(seed + 1)
     dec = ReversibleDecoder(enc, columns=columns, reversible=reversible, dropout=dropout).double()
-    for column in dec.columns:  # move α away from 1 so that the test sees it
+    for column in dec.columns:  # move α away from 1 and the heads away from 0 so that the tests see them
         for a in column.raw_alpha:
             a.data.uniform_(-1.5, 1.5)
+        column.head.weight.data.normal_(0, 0.1)
     return dec
 
 
@@ -41,6 +42,12 @@ def test_a_column_is_inverted_exactly():
         old = column.inverse(feats[0], new)
     for a, b in zip(old, feats):
         assert torch.allclose(a, b, atol=1e-12)
+
+
+def test_a_fresh_decoder_starts_as_the_identity():
+    dec = ReversibleDecoder(UNet(width=4, levels=2), columns=2)
+    y = torch.rand(1, 1, 16, 20)
+    assert all(torch.equal(x_hat, y) for x_hat in dec(y))
 
 
 def test_alpha_is_kept_away_from_zero_with_its_sign():

@@ -21,7 +21,7 @@ from torch import nn
 
 from ..metrics import psnr
 from .reversible import ReversibleDecoder
-from .tiling import gather_tiles, tiled_apply
+from .tiling import blend_tiles, gather_tiles
 
 THRESHOLDS = (20.0, 25.0, 30.0, 35.0, 40.0)
 
@@ -60,21 +60,37 @@ def exit_after(classes: torch.Tensor, n_columns: int, n_classes: int = len(THRES
 
 @torch.no_grad()
 def adaptive_deblur(decoder: ReversibleDecoder, classifier: DegradationClassifier, y: torch.Tensor, tile: int,
-                    overlap: int, knob: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+                    overlap: int, knob: int = 0, exits: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Deblur ``y`` tile by tile, each tile exiting after its predicted number of sub-decoders.
 
-    Returns the blended image and the exit point of every tile (B, rows, cols).
+    The tiles are encoded once, as one batch; the classifier reads their bottleneck features;
+    each group of tiles with the same exit point runs that many sub-decoders; the outputs are
+    blended (:mod:`.tiling`). ``exits`` (B, rows, cols) overrides the classifier (e.g. all
+    ``N``: plain tiled inference). Returns the image and the exit point of every tile.
+
+    Example:
+        >>> from deblur_edu.learned import UNet
+        >>> dec = ReversibleDecoder(UNet(width=4, levels=2), columns=3).eval()
+        >>> out, exits = adaptive_deblur(dec, DegradationClassifier(16), torch.rand(1, 1, 40, 40), tile=16, overlap=4)
+        >>> out.shape, exits.shape     # 3×3 tiles of 16 px cover 40 px
+        (torch.Size([1, 1, 40, 40]), torch.Size([1, 3, 3]))
     """
     tiles, rows, cols = gather_tiles(y, tile, overlap)
     m = 2 ** decoder.encoder.levels
     if tiles.shape[-1] % m or tiles.shape[-2] % m:
         raise ValueError(f"tile sides must be multiples of {m} (the encoder's {decoder.encoder.levels} halvings); "
                          f"got {tuple(tiles.shape[-2:])}.")
-    classes = classifier(decoder.encoder.encode(tiles)[-1]).argmax(1)
-    exits = exit_after(classes, len(decoder.columns), classifier.fc.out_features, knob)
+    padded, features = decoder.encode(tiles)
+    if exits is None:
+        classes = classifier(features[-1]).argmax(1)
+        exits = exit_after(classes, len(decoder.columns), classifier.fc.out_features, knob)
     exits = exits.reshape(y.shape[0], len(rows), len(cols))
-    out = tiled_apply(lambda t, n: decoder(t, n=int(n[0]))[-1], y, tile, overlap, groups=exits)
-    return out, exits
+    ids = exits.reshape(-1).to(y.device)
+    out = torch.empty_like(tiles)
+    for n in torch.unique(ids).tolist():
+        sel = ids == n
+        out[sel] = decoder(tiles[sel], n=n, encoded=(padded[sel], [f[sel] for f in features]))[-1]
+    return blend_tiles(out, y.shape, rows, cols, tile, overlap), exits
 
 
 def decoder_cost(exits: torch.Tensor, n_columns: int) -> float:

@@ -38,15 +38,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .unet import UNet
+from .unet import ResBlock, UNet
 
 
 class LevelUpdate(nn.Module):
-    """``F_l(finer, coarser) = conv3×3(ReLU(down(finer) + up(coarser)))`` at level ``l``.
+    """``F_l(finer, coarser) = R(conv3×3(ReLU(down(finer) + up(coarser))))`` at level ``l``.
 
     ``down`` is a stride-2 3×3 convolution from the finer level (a plain 3×3 one at level 0,
     whose "finer" input is the encoder feature of the same size); ``up`` a 2×2 transposed
-    convolution from the coarser level (absent at the coarsest level).
+    convolution from the coarser level (absent at the coarsest level); ``R`` a residual
+    block ``h + conv(ReLU(conv(h)))`` (AdaRevD's columns stack NAFNet blocks here). ``F_l``
+    need not be invertible: the coupling around it is.
     """
 
     def __init__(self, widths: Sequence[int], level: int, dropout: float = 0.0):
@@ -56,6 +58,7 @@ class LevelUpdate(nn.Module):
                               stride=1 if level == 0 else 2, padding=1)
         self.up = nn.ConvTranspose2d(widths[level + 1], w, 2, stride=2) if level + 1 < len(widths) else None
         self.conv = nn.Conv2d(w, w, 3, padding=1)
+        self.block = ResBlock(w)
         self.dropout = dropout
 
     def forward(self, finer: torch.Tensor, coarser: torch.Tensor | None, seed: int | None = None) -> torch.Tensor:
@@ -69,7 +72,7 @@ class LevelUpdate(nn.Module):
             g = torch.Generator(device=h.device).manual_seed(seed)
             keep = torch.rand(h.shape, generator=g, device=h.device, dtype=h.dtype) >= self.dropout
             h = h * keep / (1 - self.dropout)
-        return self.conv(h)
+        return self.block(self.conv(h))
 
 
 class Column(nn.Module):
@@ -81,6 +84,8 @@ class Column(nn.Module):
         self.raw_alpha = nn.ParameterList(nn.Parameter(torch.ones(1, w, 1, 1)) for w in widths)
         self.alpha_min = alpha_min
         self.head = nn.Conv2d(widths[0], channels, 3, padding=1)
+        nn.init.zeros_(self.head.weight)  # each sub-decoder starts as the identity x̂_i = y
+        nn.init.zeros_(self.head.bias)
 
     def alpha(self, level: int) -> torch.Tensor:
         """``α_l`` with ``|α_l| ≥ alpha_min`` (sign kept; 0 counts as positive)."""
@@ -233,13 +238,20 @@ class ReversibleDecoder(nn.Module):
             residuals.append(column.head(state[0]))
         return residuals
 
-    def forward(self, y: torch.Tensor, n: int | None = None) -> list[torch.Tensor]:
-        """``[x̂_1, …, x̂_n]``: the estimate after each sub-decoder, ``x̂_i = y + head_i(c_0)``."""
+    def encode(self, y: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``y`` padded (replicate) to a multiple of ``2^levels``, and the frozen encoder's features."""
         H, W = y.shape[-2:]
         m = 2 ** self.encoder.levels
         padded = F.pad(y, (0, -W % m, 0, -H % m), mode="replicate")
         with torch.no_grad():
-            features = self.encoder.encode(padded)
+            return padded, self.encoder.encode(padded)
+
+    def forward(self, y: torch.Tensor, n: int | None = None,
+                encoded: tuple[torch.Tensor, list[torch.Tensor]] | None = None) -> list[torch.Tensor]:
+        """``[x̂_1, …, x̂_n]``: the estimate after each sub-decoder, ``x̂_i = y + head_i(c_0)``
+        (``encoded``: :meth:`encode`'s result, when the caller already has it)."""
+        H, W = y.shape[-2:]
+        padded, features = encoded if encoded is not None else self.encode(y)
         return [(padded + r)[..., :H, :W] for r in self.decode(features, n)]
 
 

@@ -75,8 +75,7 @@ def tiled_apply(f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], y: torc
     if not 0 <= overlap < tile:
         raise ValueError(f"need 0 <= overlap < tile, got overlap={overlap}, tile={tile}.")
     tiles, rows, cols = gather_tiles(y, tile, overlap)
-    B, C, H, W = y.shape
-    th, tw = tiles.shape[-2:]
+    B = y.shape[0]
     if groups is None:
         groups = torch.zeros(B, len(rows), len(cols), dtype=torch.long)
     if groups.shape != (B, len(rows), len(cols)):
@@ -87,12 +86,20 @@ def tiled_apply(f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], y: torc
     for g in torch.unique(ids).tolist():
         sel = ids == g
         out[sel] = f(tiles[sel], ids[sel])
-    # scatter with blending weights
+    return blend_tiles(out, y.shape, rows, cols, tile, overlap)
+
+
+def blend_tiles(out: torch.Tensor, shape: torch.Size, rows: list[int], cols: list[int], tile: int,
+                overlap: int) -> torch.Tensor:
+    """Put processed tiles (B·R·Q, C, th, tw), ordered like :func:`gather_tiles`, back into
+    images of ``shape``: ``Σ_t w_t · out_t / Σ_t w_t`` with :func:`blend_window`'s weights."""
+    B, C, H, W = shape
+    th, tw = out.shape[-2:]
     full = th == tile and tw == tile  # an image smaller than a tile is one tile: nothing to blend
-    w = (blend_window(tile, overlap, y.dtype) if full else torch.ones(th, tw, dtype=y.dtype)).to(y.device)
+    w = (blend_window(tile, overlap, out.dtype) if full else torch.ones(th, tw, dtype=out.dtype)).to(out.device)
     out = out.reshape(B, len(rows), len(cols), C, th, tw) * w
-    acc = torch.zeros_like(y)
-    norm = torch.zeros(1, 1, H, W, dtype=y.dtype, device=y.device)
+    acc = torch.zeros(B, C, H, W, dtype=out.dtype, device=out.device)
+    norm = torch.zeros(1, 1, H, W, dtype=out.dtype, device=out.device)
     for i, r in enumerate(rows):  # a loop over tile positions, not pixels: each adds a whole tile batch
         for j, c in enumerate(cols):
             acc[..., r : r + th, c : c + tw] += out[:, i, j]
