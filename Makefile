@@ -14,7 +14,7 @@ ifneq ($(wildcard ../shared/data),)
 export DEBLUR_EDU_DATA ?= $(abspath ../shared/data)
 endif
 
-.PHONY: setup assets book bench test tune rgdn-checkpoint deq-checkpoints reblur-checkpoints clean
+.PHONY: setup assets book bench test tune rgdn-checkpoint deq-checkpoints reblur-checkpoints adarevd-checkpoint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -97,6 +97,18 @@ reblur-checkpoints: setup
 	@echo "REBLUR_TTA in deblur_edu/methods.py must carry the chosen lr (tests/test_shipped_reblur.py checks it)"
 	$(PY) -m deblur_edu.reblur_eval --snapshots runs/reblur-cpu-l1 --json benchmarks/reblur.json --readme README.md --record \
 	  --tta-lr $$($(PY) -c "import json; print(json.load(open('benchmarks/reblur_tta_tune.json'))['chosen_lr'])")
+
+# chapter 6: four reversible sub-decoders + a degradation classifier on the frozen encoder of
+# chapter 5's L1 U-Net (needs deblur_edu/weights/reblur-l1-cpu); copy, then measure peak training
+# memory, PSNR per sub-decoder and patch exiting (decoder timings on one thread), and record them
+adarevd-checkpoint: setup
+	$(PY) -m deblur_edu.train adarevd --config cpu --resume --no-progress
+	cp runs/adarevd-cpu/model.pt deblur_edu/weights/adarevd-cpu.pt
+	cp runs/adarevd-cpu/model.json deblur_edu/weights/adarevd-cpu.json
+	cp runs/adarevd-cpu/log.jsonl benchmarks/adarevd-cpu-log.jsonl
+	$(PY) -m deblur_edu.reversible_cost --json benchmarks/reversible_cost.json
+	$(PY) -m deblur_edu.adarevd_eval --threads 1 --json benchmarks/adarevd.json --readme README.md \
+	  --memory benchmarks/reversible_cost.json --record
 
 test: setup
 	$(PY) -m pytest

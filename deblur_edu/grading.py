@@ -311,3 +311,67 @@ def check_tta_step(student: Callable) -> None:
                  "Use the stop-gradient: the target is M_D(y).detach(). Without it, the loss can also fall by "
                  "blurring M_D(y) towards M_R(M_D(y)). Then zero_grad, backward, optimiser.step().", atol=1e-10)
     print("✓ one test-time adaptation step: the right loss and the same update as the reference")
+
+
+# ----- assignment 6: a reversible column -------------------------------------------------------
+def _column_problem(seed: int = 30, widths: tuple[int, ...] = (3, 6, 12)):
+    """A :class:`~deblur_edu.learned.reversible.Column` with random weights and ``α`` (float64),
+    the encoder feature ``e`` and a random input state: the test problem of the column checks."""
+    from .learned.reversible import Column
+
+    column = Column(list(widths)).double()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in column.parameters():
+            p.copy_(0.3 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+        for a in column.raw_alpha:
+            a.copy_(torch.empty(a.shape, dtype=a.dtype).uniform_(0.3, 1.5, generator=g))
+            a.mul_(torch.where(torch.rand(a.shape, generator=g) < 0.5, -1.0, 1.0).to(a.dtype))
+    size = 16
+    e = torch.randn(2, widths[0], size, size, generator=g, dtype=torch.float64)
+    state = [torch.randn(2, w, size >> l, size >> l, generator=g, dtype=torch.float64) for l, w in enumerate(widths)]
+    updates = [lambda finer, coarser, u=u: u(finer, coarser) for u in column.updates]
+    alphas = [column.alpha(l).detach() for l in range(len(widths))]
+    return column, e, state, updates, alphas
+
+
+def _compare_state(got, expected: list[torch.Tensor], what: str, hints: Callable[[int], str]) -> None:
+    if not isinstance(got, (list, tuple)) or len(got) != len(expected):
+        raise AssertionError(f"{what}: return a list of {len(expected)} tensors, one per level (finest first).")
+    for level, (a, b) in enumerate(zip(got, expected)):
+        _compare(a, b, f"{what}, level {level}", hints(level), atol=1e-10)
+
+
+def check_column_forward(student: Callable) -> None:
+    """``student(e, state, updates, alphas)`` = the new state ``c_l ← α_l c_l + F_l(finer, coarser)``,
+    fine to coarse, with the *new* finer level and the *old* coarser level."""
+    column, e, state, updates, alphas = _column_problem()
+    with torch.no_grad():
+        got = student(e, [s.clone() for s in state], updates, alphas)
+        expected = column(e, state)
+
+    def hint(level: int) -> str:
+        if level == 0:
+            return "Level 0's finer input is e, its coarser input the old c_1: c_0 ← α_0·c_0 + F_0(e, c_1)."
+        return (f"Level {level}'s finer input is the *new* c_{level - 1} (just computed), its coarser input the "
+                f"*old* c_{level + 1} (None at the coarsest level).")
+
+    _compare_state(got, expected, "column forward", hint)
+    print("✓ column forward: every level agrees with the reference")
+
+
+def check_column_inverse(student: Callable) -> None:
+    """``student(e, new, updates, alphas)`` = the old state, from the coarsest level down:
+    ``old c_l = (new c_l − F_l(finer, old c_{l+1})) / α_l``."""
+    column, e, state, updates, alphas = _column_problem(31)
+    with torch.no_grad():
+        new = column(e, state)
+        got = student(e, [s.clone() for s in new], updates, alphas)
+
+    def hint(level: int) -> str:
+        return ("Go from the coarsest level down to level 0: level l's update needs the *old* c_{l+1}, so rebuild "
+                "that first; its finer input is the new c_{l−1} (e at level 0), which you have. Then subtract "
+                "the update and divide by α_l (α may be negative).")
+
+    _compare_state(got, state, "column inverse", hint)
+    print("✓ column inverse: the input state is rebuilt from the output, at every level")

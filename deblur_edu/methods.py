@@ -139,7 +139,7 @@ def load_shipped(name: str, model_name: str) -> torch.nn.Module:
         if not path.with_suffix(".json").is_file():
             raise FileNotFoundError(
                 f"the shipped checkpoint {path} is missing; its recipe is in the Makefile "
-                f"(make rgdn-checkpoint, make deq-checkpoints, make reblur-checkpoints): python -m deblur_edu.train {model_name} "
+                f"(make rgdn-checkpoint, make deq-checkpoints, make reblur-checkpoints, make adarevd-checkpoint): python -m deblur_edu.train {model_name} "
                 f"--config cpu, then copy runs/<run>/model.pt and model.json to {WEIGHTS_DIR}/{name}.*"
             )
         model, _ = load_model(path, MODELS[model_name].build, expected={"channels": 1})
@@ -216,6 +216,9 @@ METHODS: dict[str, Method] = {
         Method("reblur-tta", _reblur_tta, None, [],
                "the L1 + reblur U-Net adapted per image by the self-supervised reblurring loss, shipped checkpoint",
                checkpoint="reblur-cpu"),
+        Method("adarevd", _shipped("adarevd-cpu", "adarevd"), None, [],
+               "chapter 5's L1 U-Net encoder, frozen, with reversible sub-decoders (AdaRevD, Mao et al. 2024), "
+               "whole image through every sub-decoder, shipped checkpoint", checkpoint="adarevd-cpu"),
     ]
 }
 

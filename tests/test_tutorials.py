@@ -201,3 +201,40 @@ def test_tta_check_rejects_a_missing_stop_gradient_and_a_trained_judge():
 
     with pytest.raises(AssertionError, match="frozen"):
         grading.check_tta_step(unfrozen)
+
+
+# ----- assignment 6 -------------------------------------------------------------------------
+def reference_forward(e, state, updates, alphas, finer_from_new=True):
+    new = []
+    for level, (update, alpha) in enumerate(zip(updates, alphas)):
+        finer = e if level == 0 else (new if finer_from_new else state)[level - 1]
+        coarser = state[level + 1] if level + 1 < len(state) else None
+        new.append(alpha * state[level] + update(finer, coarser))
+    return new
+
+
+def reference_inverse(e, new, updates, alphas, coarse_first=True, divide=True):
+    old = [None] * len(new)
+    for level in (reversed(range(len(new))) if coarse_first else range(len(new))):
+        finer = e if level == 0 else new[level - 1]
+        coarser = None if level + 1 == len(new) else (old if coarse_first else new)[level + 1]
+        rest = new[level] - updates[level](finer, coarser)
+        old[level] = rest / alphas[level] if divide else rest
+    return old
+
+
+def test_column_checks_pass_on_the_reference():
+    grading.check_column_forward(reference_forward)
+    grading.check_column_inverse(reference_inverse)
+
+
+def test_column_forward_check_rejects_the_old_finer_level():
+    with pytest.raises(AssertionError, match="new"):
+        grading.check_column_forward(lambda e, s, u, a: reference_forward(e, s, u, a, finer_from_new=False))
+
+
+def test_column_inverse_check_rejects_fine_to_coarse_and_a_missing_alpha():
+    with pytest.raises(AssertionError, match="coarsest level down"):
+        grading.check_column_inverse(lambda e, n, u, a: reference_inverse(e, n, u, a, coarse_first=False))
+    with pytest.raises(AssertionError, match="divide by α"):
+        grading.check_column_inverse(lambda e, n, u, a: reference_inverse(e, n, u, a, divide=False))

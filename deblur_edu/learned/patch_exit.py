@@ -14,12 +14,14 @@ image leaves the decoder after the number of sub-decoders its predicted class ma
 from __future__ import annotations
 
 import math
+import time
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..metrics import psnr
+from ..runtime import synchronize
 from .reversible import ReversibleDecoder
 from .tiling import blend_tiles, gather_tiles
 
@@ -60,13 +62,15 @@ def exit_after(classes: torch.Tensor, n_columns: int, n_classes: int = len(THRES
 
 @torch.no_grad()
 def adaptive_deblur(decoder: ReversibleDecoder, classifier: DegradationClassifier, y: torch.Tensor, tile: int,
-                    overlap: int, knob: int = 0, exits: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                    overlap: int, knob: int = 0, exits: torch.Tensor | None = None,
+                    timings: dict[str, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Deblur ``y`` tile by tile, each tile exiting after its predicted number of sub-decoders.
 
     The tiles are encoded once, as one batch; the classifier reads their bottleneck features;
     each group of tiles with the same exit point runs that many sub-decoders; the outputs are
     blended (:mod:`.tiling`). ``exits`` (B, rows, cols) overrides the classifier (e.g. all
-    ``N``: plain tiled inference). Returns the image and the exit point of every tile.
+    ``N``: plain tiled inference). Returns the image and the exit point of every tile; a
+    ``timings`` dict receives the seconds spent encoding (+ classifying), decoding, blending.
 
     Example:
         >>> from deblur_edu.learned import UNet
@@ -80,17 +84,42 @@ def adaptive_deblur(decoder: ReversibleDecoder, classifier: DegradationClassifie
     if tiles.shape[-1] % m or tiles.shape[-2] % m:
         raise ValueError(f"tile sides must be multiples of {m} (the encoder's {decoder.encoder.levels} halvings); "
                          f"got {tuple(tiles.shape[-2:])}.")
+    clock = Stopwatch(y.device, timings)
     padded, features = decoder.encode(tiles)
     if exits is None:
         classes = classifier(features[-1]).argmax(1)
         exits = exit_after(classes, len(decoder.columns), classifier.fc.out_features, knob)
     exits = exits.reshape(y.shape[0], len(rows), len(cols))
+    clock.lap("encode")
     ids = exits.reshape(-1).to(y.device)
     out = torch.empty_like(tiles)
     for n in torch.unique(ids).tolist():
         sel = ids == n
         out[sel] = decoder(tiles[sel], n=n, encoded=(padded[sel], [f[sel] for f in features]))[-1]
-    return blend_tiles(out, y.shape, rows, cols, tile, overlap), exits
+    clock.lap("decode")
+    blended = blend_tiles(out, y.shape, rows, cols, tile, overlap)
+    clock.lap("blend")
+    return blended, exits
+
+
+class Stopwatch:
+    """Adds the seconds since the last lap to ``timings[name]`` (nothing when ``timings`` is None);
+    waits for the GPU first, so that a lap measures the work, not its launch."""
+
+    def __init__(self, device: torch.device, timings: dict[str, float] | None):
+        self.device, self.timings = device, timings
+        self.last = self.now()
+
+    def now(self) -> float:
+        if self.timings is not None:
+            synchronize(self.device)
+        return time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        if self.timings is not None:
+            t = self.now()
+            self.timings[name] = self.timings.get(name, 0.0) + t - self.last
+            self.last = t
 
 
 def decoder_cost(exits: torch.Tensor, n_columns: int) -> float:
