@@ -2,7 +2,8 @@
 #   make book    set up .venv and build the book, executing every notebook (the main job)
 #   make test    set up .venv and run the whole test suite (what CI runs)
 # and: make bench (the benchmark → benchmarks/foundation.json + README table),
-#      make tune (choose hyper-parameters on the tune split)
+#      make tune (choose hyper-parameters on the tune split),
+#      make compare (every method side by side → benchmarks/comparison.json + README table)
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -14,7 +15,7 @@ ifneq ($(wildcard ../shared/data),)
 export DEBLUR_EDU_DATA ?= $(abspath ../shared/data)
 endif
 
-.PHONY: setup assets book bench test tune rgdn-checkpoint deq-checkpoints reblur-checkpoints adarevd-checkpoint clean
+.PHONY: setup assets book bench test tune rgdn-checkpoint deq-checkpoints reblur-checkpoints adarevd-checkpoint compare clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -109,6 +110,10 @@ adarevd-checkpoint: setup
 	$(PY) -m deblur_edu.reversible_cost --json benchmarks/reversible_cost.json
 	$(PY) -m deblur_edu.adarevd_eval --threads 1 --json benchmarks/adarevd.json --readme README.md \
 	  --memory benchmarks/reversible_cost.json --record
+
+# chapter 7 and the README: every method on the benchmark, one table (from the shipped checkpoints)
+compare: setup
+	$(PY) -m deblur_edu.compare --json benchmarks/comparison.json --readme README.md --figure benchmarks/comparison.png
 
 test: setup
 	$(PY) -m pytest

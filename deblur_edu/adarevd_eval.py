@@ -1,7 +1,7 @@
 """Chapter 6's measurements of the miniature AdaRevD: quality per sub-decoder, patch exiting.
 
     python -m deblur_edu.adarevd_eval [--checkpoint deblur_edu/weights/adarevd-cpu]
-        [--split test] [--crop N] [--tile 64] [--overlap 16] [--knobs -2 -1 0 1] [--repeats 3]
+        [--split test] [--crop N] [--tile 64] [--overlap 16] [--chunk 32] [--knobs -2 -1 0 1] [--repeats 3]
         [--json OUT] [--readme README.md] [--memory benchmarks/reversible_cost.json] [--record]
 
 On chapter 5's benchmark (Set12's test images × 8 camera shakes of 13 px that no training
@@ -85,7 +85,7 @@ def true_exits(model: AdaRevD, y: torch.Tensor, x: torch.Tensor, tile: int, over
     return exits.reshape(y.shape[0], len(rows), len(cols))
 
 
-def run_setting(model: AdaRevD, bench: Benchmark, tile: int, overlap: int, setting: dict) -> dict:
+def run_setting(model: AdaRevD, bench: Benchmark, tile: int, overlap: int, setting: dict, chunk: int = 32) -> dict:
     """One pass over the benchmark with tiled inference in one setting (all / knob / oracle)."""
     n = len(model.decoder.columns)
     scores, exits_all, decode, encode = [], [], 0.0, 0.0
@@ -101,7 +101,7 @@ def run_setting(model: AdaRevD, bench: Benchmark, tile: int, overlap: int, setti
             exits = None
         timings: dict[str, float] = {}
         out, used = adaptive_deblur(model.decoder, model.classifier, y, tile, overlap, setting.get("knob", 0),
-                                    exits=exits, timings=timings)
+                                    exits=exits, timings=timings, chunk=chunk)
         decode += timings["decode"]
         encode += timings["encode"]
         scores.append(psnr(out.clamp(0, 1), x, crop=score_crop(k)))
@@ -121,11 +121,11 @@ def run_setting(model: AdaRevD, bench: Benchmark, tile: int, overlap: int, setti
 
 @torch.no_grad()
 def exiting_curve(model: AdaRevD, bench: Benchmark, tile: int, overlap: int, knobs: list[int],
-                  repeats: int = 3) -> list[dict]:
+                  repeats: int = 3, chunk: int = 32) -> list[dict]:
     """The reference (every tile through all sub-decoders), each knob and the oracle: PSNR,
     mean exit, decoder seconds (median over ``repeats`` interleaved runs), and the saving."""
     settings = [{"kind": "all"}] + [{"kind": "knob", "knob": q} for q in knobs] + [{"kind": "oracle", "knob": 0}]
-    runs = [[run_setting(model, bench, tile, overlap, s) for s in settings] for _ in range(repeats)]
+    runs = [[run_setting(model, bench, tile, overlap, s, chunk) for s in settings] for _ in range(repeats)]
     rows = []
     for i, setting in enumerate(settings):
         row = dict(runs[0][i])
@@ -159,7 +159,8 @@ def markdown(out: dict, memory: dict | None = None) -> str:
     s = out["setting"]
     lines += ["", f"Set12 {s['split']} images × {s['kernels']} camera shakes of {s['kernel_size']} px, "
                   f"`{s['boundary']}` blur, σ = {s['sigma']:g}: "
-                  f"{s['cases']} cases. Tiles of {s['tile']} px overlapping by {s['overlap']}; decoder time is the "
+                  f"{s['cases']} cases. Tiles of {s['tile']} px overlapping by {s['overlap']}, decoded {s['chunk']} at a time; "
+                  f"decoder time is the "
                   f"median of {s['repeats']} runs on {s['threads']} CPU thread(s); classifier accuracy on the tiles "
                   f"{out['exiting'][1].get('classifier_accuracy', float('nan')):.2f}; commit `{out['environment']['commit'][:10]}`."]
     if memory is not None:
@@ -189,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--overlap", type=int, default=16)
     p.add_argument("--knobs", type=int, nargs="+", default=[-2, -1, 0, 1])
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--chunk", type=int, default=32, help="tiles decoded per call (the same in every setting)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (timings: fix it)")
     p.add_argument("--json", default=None)
     p.add_argument("--readme", default=None, help="replace the <!-- adarevd --> block of this file")
@@ -202,11 +204,11 @@ def main(argv: list[str] | None = None) -> int:
     bench = chapter_benchmark(args.split, crop=args.crop)
     start = time.time()
     out = {"setting": {"split": args.split, "boundary": BOUNDARY, "sigma": SIGMA, "tile": args.tile,
-                       "overlap": args.overlap, "repeats": args.repeats, "threads": torch.get_num_threads(),
+                       "overlap": args.overlap, "chunk": args.chunk, "repeats": args.repeats, "threads": torch.get_num_threads(),
                        "cases": len(bench.images) * len(bench.kernels), "kernels": len(bench.kernels),
                        "kernel_size": SHAKE_SIZE, "crop": bench.crop, "checkpoint": str(checkpoint)},
            "sub_decoders": per_sub_decoder(model, bench),
-           "exiting": exiting_curve(model, bench, args.tile, args.overlap, args.knobs, args.repeats)}
+           "exiting": exiting_curve(model, bench, args.tile, args.overlap, args.knobs, args.repeats, args.chunk)}
     out["environment"] = {"commit": git_commit(), "torch": torch.__version__, "seconds": time.time() - start}
     memory = json.loads(Path(args.memory).read_text()) if args.memory else None
     table = markdown(out, memory)

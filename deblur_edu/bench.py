@@ -8,7 +8,7 @@ Usage::
 
 The protocol (cropping, the ``valid`` scene, per-case noise seeds, interior scoring) is
 documented in :mod:`deblur_edu.benchmark_data`; the methods in :mod:`deblur_edu.methods`.
-Writes ``{"results": [{"method", "boundary", "sigma", "psnr", "ssim",
+Writes ``{"results": [{"method", "boundary", "sigma", "psnr", "ssim", "blur_effect",
 "seconds_per_image", "cases"}], "speed": {...}, "environment": {...}}``.
 """
 
@@ -27,6 +27,7 @@ from .checkpoints import git_commit
 from .methods import METHODS, available_methods, get_method, load_defaults
 from .metrics import psnr, ssim
 from .runtime import pick_device, synchronize, write_json
+from .sharpness import blur_effect
 
 
 def evaluate(
@@ -39,7 +40,7 @@ def evaluate(
 ) -> dict:
     """Run one method on every (image, kernel) case of one (boundary, σ); mean scores."""
     method = get_method(method_name)
-    psnrs, ssims, seconds = [], [], 0.0
+    psnrs, ssims, blurs, seconds = [], [], [], 0.0
     for ki, k in enumerate(bench.kernels):
         y, x = bench.batch(ki, boundary, sigma)
         y, x, kd = y.to(device), x.to(device), k.to(device)
@@ -53,6 +54,9 @@ def evaluate(
         r = score_crop(k)
         psnrs.append(psnr(x_hat, x, crop=r).cpu())
         ssims.append(ssim(x_hat, x, crop=r).cpu())
+        inner = x_hat[..., r : x_hat.shape[-2] - r, r : x_hat.shape[-1] - r]
+        if min(inner.shape[-2:]) > 11:  # blur effect's box filter needs room (tiny test crops have none)
+            blurs.append(blur_effect(inner).cpu())
     cases = len(bench.kernels) * len(bench.images)
     return {
         "method": method_name,
@@ -60,6 +64,7 @@ def evaluate(
         "sigma": sigma,
         "psnr": float(torch.cat(psnrs).mean()),
         "ssim": float(torch.cat(ssims).mean()),
+        "blur_effect": float(torch.cat(blurs).mean()) if blurs else float("nan"),
         "seconds_per_image": seconds / cases,
         "cases": cases,
     }

@@ -22,9 +22,27 @@ CHAPTERS = sorted(p.stem for p in BOOK.glob("[0-9]*.ipynb"))
 NOTEBOOKS = sorted(BOOK.glob("[0-9]*.ipynb")) + sorted((ROOT / "tutorials").glob("*/*.ipynb"))
 
 
-def test_every_chapter_is_in_the_toc():
+PAGES = ["syllabus", "gpu"]  # the course's pages beside the chapters
+
+
+def test_every_chapter_and_page_is_in_the_toc():
     toc = yaml.safe_load((BOOK / "_toc.yml").read_text())
-    assert [c["file"] for c in toc["chapters"]] == CHAPTERS
+    assert [c["file"] for c in toc["chapters"]] == CHAPTERS + PAGES
+
+
+def test_the_syllabus_names_every_assignment_and_exactly_its_checks():
+    rows = {line.split("|")[3].strip(" `").split("/")[-1]: set(re.findall(r"`(check_\w+)`", line))
+            for line in (BOOK / "syllabus.md").read_text().splitlines()
+            if line.startswith("|") and "tutorials/student/" in line}
+    for source in sorted((ROOT / "tutorials/source").glob("*.ipynb")):
+        calls = set(re.findall(r"(check_\w+)\(", source.read_text()))
+        assert rows.get(source.stem) == calls, f"syllabus row for {source.stem}: {rows.get(source.stem)} vs {calls}"
+
+
+def test_the_gpu_page_reports_measurements_only_when_they_exist():
+    text = (BOOK / "gpu.md").read_text()
+    measured = sorted((ROOT / "benchmarks").glob("*-cuda.json"))
+    assert ("**Pending.**" in text) == (not measured), "regenerate the GPU page's figures from benchmarks/*-cuda.json"
 
 
 @pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=lambda p: p.name)
@@ -65,7 +83,7 @@ def built_book() -> Path:
 
 
 def test_book_builds_without_warnings(built_book):
-    for page in ["intro", *CHAPTERS]:
+    for page in ["intro", *CHAPTERS, *PAGES]:
         assert (built_book / f"{page}.html").is_file()
 
 
@@ -121,6 +139,14 @@ def test_chapter_page_in_headless_browser(server, built_book, chapter):
     assert not broken, f"broken local links or assets: {broken[:10]}"
     assert "widget-slider" in dom, "the embedded widget snapshot did not render (widget JS not served?)"
     assert "cdn.jsdelivr" not in dom and "cdnjs" not in dom, "the page still loads JavaScript from a CDN"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_course_page_in_headless_browser(server, built_book, page):
+    dom = _browser("--dump-dom", f"{server}/{page}.html")
+    assert "<h1" in dom
+    broken = [str(p) for p in _local_refs(dom, built_book / f"{page}.html") if not p.exists()]
+    assert not broken, f"broken local links or assets: {broken[:10]}"
 
 
 def test_screenshot_of_chapter_2(server, built_book):

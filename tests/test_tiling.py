@@ -100,3 +100,16 @@ def test_adaptive_deblur_uses_each_tiles_exit_and_equals_full_decoding_when_all_
     assert torch.all(fast_exits == 1) and decoder_cost(fast_exits, 3) == pytest.approx(1 / 3)
     with pytest.raises(ValueError, match="multiples of 4"):
         adaptive_deblur(dec, clf, torch.rand(1, 1, 30, 30), tile=10, overlap=2)
+
+
+def test_decoding_in_chunks_changes_nothing():
+    from deblur_edu.learned import ReversibleDecoder, UNet
+    from deblur_edu.learned.patch_exit import DegradationClassifier, adaptive_deblur
+
+    torch.manual_seed(0)
+    dec = random_heads(ReversibleDecoder(UNet(width=4, levels=2), columns=3).eval())
+    clf = DegradationClassifier(in_channels=16).eval()
+    y = torch.rand(2, 1, 48, 48, generator=torch.Generator().manual_seed(2))
+    whole, exits = adaptive_deblur(dec, clf, y, tile=16, overlap=4, knob=-1, chunk=1000)
+    parts, same = adaptive_deblur(dec, clf, y, tile=16, overlap=4, knob=-1, chunk=3)
+    assert torch.equal(exits, same) and torch.allclose(whole, parts, atol=1e-6)

@@ -63,12 +63,15 @@ def exit_after(classes: torch.Tensor, n_columns: int, n_classes: int = len(THRES
 @torch.no_grad()
 def adaptive_deblur(decoder: ReversibleDecoder, classifier: DegradationClassifier, y: torch.Tensor, tile: int,
                     overlap: int, knob: int = 0, exits: torch.Tensor | None = None,
-                    timings: dict[str, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                    timings: dict[str, float] | None = None, chunk: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     """Deblur ``y`` tile by tile, each tile exiting after its predicted number of sub-decoders.
 
     The tiles are encoded once, as one batch; the classifier reads their bottleneck features;
     each group of tiles with the same exit point runs that many sub-decoders; the outputs are
-    blended (:mod:`.tiling`). ``exits`` (B, rows, cols) overrides the classifier (e.g. all
+    blended (:mod:`.tiling`). Tiles are decoded ``chunk`` at a time, so that memory stays
+    bounded on large images and every setting decodes in batches of the same size (one huge
+    batch runs slower per tile on a CPU, which would flatter any method that splits it).
+    ``exits`` (B, rows, cols) overrides the classifier (e.g. all
     ``N``: plain tiled inference). Returns the image and the exit point of every tile; a
     ``timings`` dict receives the seconds spent encoding (+ classifying), decoding, blending.
 
@@ -94,8 +97,8 @@ def adaptive_deblur(decoder: ReversibleDecoder, classifier: DegradationClassifie
     ids = exits.reshape(-1).to(y.device)
     out = torch.empty_like(tiles)
     for n in torch.unique(ids).tolist():
-        sel = ids == n
-        out[sel] = decoder(tiles[sel], n=n, encoded=(padded[sel], [f[sel] for f in features]))[-1]
+        for part in torch.nonzero(ids == n).flatten().split(chunk):  # at most `chunk` tiles at a time
+            out[part] = decoder(tiles[part], n=n, encoded=(padded[part], [f[part] for f in features]))[-1]
     clock.lap("decode")
     blended = blend_tiles(out, y.shape, rows, cols, tile, overlap)
     clock.lap("blend")

@@ -1,0 +1,181 @@
+"""Every method of the book side by side: the comparison of chapter 7 and the README.
+
+    python -m deblur_edu.compare [--quick] [--methods a,b,...] [--json OUT] [--readme README.md]
+        [--figure PNG] [--device cpu|cuda]
+
+Runs the benchmark of :mod:`deblur_edu.bench` (Set12 09–12 × Levin et al.'s 8 kernels,
+``valid`` and ``circular`` blur, σ = 0.01 and 0.03) on every method in :data:`COMPARED`
+that is available (learned ones need their shipped checkpoint), and adds what the bench
+does not know: each method's no-reference sharpness (blur effect, lower is sharper), its
+parameters (those used at inference) and its training cost (from the checkpoint's
+metadata; for AdaRevD, its sub-decoders plus the frozen encoder's own training).
+``--quick`` runs a subset on small crops (the chapter's live mode on a CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import torch
+
+from .bench import environment, evaluate, replace_block
+from .benchmark_data import load_benchmark
+from .checkpoints import load_metadata
+from .methods import WEIGHTS_DIR, get_method, load_defaults, load_shipped
+from .runtime import pick_device, write_json
+
+#: the methods of the comparison, in the book's order, with the chapter that builds each
+COMPARED = {
+    "inverse": 2, "wiener": 2, "wiener-taper": 2, "rl-30": 2, "tv-circular": 2, "tv": 2,
+    "rgdn": 3, "deq-jfb": 4, "deq-implicit": 4,
+    "reblur-l1": 5, "reblur": 5, "reblur-tta": 5, "adarevd": 6,
+}
+#: quick mode: fast methods of every chapter, one image, two kernels, small crops
+QUICK = ("wiener-taper", "tv", "rgdn", "reblur-l1", "adarevd")
+#: the chapter-6 model's frozen encoder is the chapter-5 checkpoint: its training counts too
+ENCODER_OF = {"adarevd-cpu": "reblur-l1-cpu"}
+#: the model name under which each checkpoint is built (see :data:`deblur_edu.train.MODELS`)
+MODEL_OF = {"rgdn-cpu": "rgdn", "deq-jfb-cpu": "deq", "deq-implicit-cpu": "deq", "reblur-l1-cpu": "reblur",
+            "reblur-cpu": "reblur", "adarevd-cpu": "adarevd"}
+
+
+def inference_parameters(model: torch.nn.Module, method: str) -> int:
+    """Weights a method uses at test time: the deblurrer only for the chapter-5 models (plus
+    ``M_R`` for test-time adaptation), the encoder part of the U-Net, the sub-decoders and the
+    classifier for AdaRevD, everything otherwise."""
+    from .learned import AdaRevD, ReblurDeblurrer
+
+    count = lambda *modules: sum(p.numel() for m in modules for p in m.parameters())
+    if isinstance(model, AdaRevD):
+        unet = model.decoder.encoder
+        return count(unet.stem, unet.encoders, unet.downs, unet.bottleneck, model.decoder.columns, model.classifier)
+    if isinstance(model, ReblurDeblurrer):
+        return count(model.deblurrer) + (count(model.reblurrer) if method == "reblur-tta" else 0)
+    return count(model)
+
+
+def training_cost(checkpoint: str) -> dict:
+    """Minutes of training (with the frozen encoder's, where there is one), steps and device."""
+    meta = load_metadata(WEIGHTS_DIR / f"{checkpoint}.pt")
+    minutes = meta["training"]["wall_seconds"] / 60
+    if checkpoint in ENCODER_OF:
+        minutes += load_metadata(WEIGHTS_DIR / f"{ENCODER_OF[checkpoint]}.pt")["training"]["wall_seconds"] / 60
+    return {"minutes": minutes, "steps": meta["training"]["steps"], "device": meta["training"]["device"]}
+
+
+def describe(method: str) -> dict:
+    """Chapter, description, inference parameters and training cost of one method."""
+    m = get_method(method)
+    info = {"method": method, "chapter": COMPARED.get(method), "description": m.description}
+    if m.checkpoint is not None:
+        model = load_shipped(m.checkpoint, MODEL_OF[m.checkpoint])
+        info |= {"checkpoint": m.checkpoint, "parameters": inference_parameters(model, method),
+                 "training": training_cost(m.checkpoint)}
+    return info
+
+
+def markdown(out: dict) -> str:
+    """The comparison table: PSNR / SSIM per setting, blur effect, time, weights, training."""
+    cols = sorted({(r["boundary"], r["sigma"]) for r in out["results"]}, key=lambda c: (c[0] != "valid", c[1]))
+    by = {(r["method"], r["boundary"], r["sigma"]): r for r in out["results"]}
+    lines = ["| method | ch. | " + " | ".join(f"{b} σ={s:g}" for b, s in cols)
+             + " | blur effect ↓ | s / image | weights | training |",
+             "|---|---:|" + "---:|" * (len(cols) + 4)]
+    for info in out["methods"]:
+        m = info["method"]
+        rows = [by[(m, b, s)] for b, s in cols if (m, b, s) in by]
+        if not rows:
+            continue
+        cells = [f"{r['psnr']:.2f} / {r['ssim']:.3f}" for r in rows]
+        blur = sum(r["blur_effect"] for r in rows) / len(rows)
+        seconds = sum(r["seconds_per_image"] for r in rows) / len(rows)
+        weights = f"{info['parameters']:,}" if "parameters" in info else "—"
+        train = f"{info['training']['minutes']:.0f} min {info['training']['device']}" if "training" in info else "—"
+        lines.append(f"| `{m}` | {info['chapter']} | " + " | ".join(cells)
+                     + f" | {blur:.3f} | {seconds:.3f} | {weights} | {train} |")
+    env = out["environment"]
+    lines += ["", f"Mean PSNR (dB) / SSIM per setting; blur effect and seconds per image are means over the settings. "
+                  f"Split `{env['split']}`: images {', '.join(env['images'])} ({env['crop']}² crops) × {env['kernels']} "
+                  f"kernels; {env['cpu']}, {env['torch_threads']} threads, torch {env['torch']}, {env['device']}; "
+                  f"commit `{env['commit'][:10]}`."]
+    return "\n".join(lines)
+
+
+def figure(out: dict, path: str) -> None:
+    """The README's figure: each method's mean PSNR over the settings against its time per image."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for info in out["methods"]:
+        rows = [r for r in out["results"] if r["method"] == info["method"]]
+        p = sum(r["psnr"] for r in rows) / len(rows)
+        t = sum(r["seconds_per_image"] for r in rows) / len(rows)
+        ax.scatter(t, p, color=plt.cm.tab10((info["chapter"] or 2) - 2))
+        ax.annotate(info["method"], (t, p), fontsize=8, xytext=(4, 2), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"seconds per image ({out['environment']['device']}, log scale)")
+    ax.set_ylabel("mean PSNR over boundaries and noise levels (dB)")
+    ax.set_title("every method of the book on Set12 × Levin's kernels (colour = chapter)", fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m deblur_edu.compare", description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="a subset on small crops (minutes on a CPU)")
+    p.add_argument("--methods", default=None, help=f"comma-separated from {', '.join(COMPARED)}")
+    p.add_argument("--json", default=None)
+    p.add_argument("--readme", default=None, help="write the table into this README's <!-- compare --> block")
+    p.add_argument("--figure", default=None, help="write the PSNR-against-time figure (PNG) here")
+    p.add_argument("--device", default=None)
+    args = p.parse_args(argv)
+    args.argv = argv
+    return args
+
+
+def run(args: argparse.Namespace) -> dict:
+    """The comparison as a dict: per-setting results, method descriptions, environment."""
+    names = [m.strip() for m in args.methods.split(",")] if args.methods else list(QUICK if args.quick else COMPARED)
+    names = [m for m in names if get_method(m).available()]
+    device = pick_device(args.device)
+    bench = load_benchmark("test", crop=128 if args.quick else None, fallback=True)
+    if args.quick:
+        bench.images = dict(list(sorted(bench.images.items()))[:1])
+        bench.kernels = bench.kernels[:2]
+    defaults = load_defaults()
+    start = time.time()
+    results = []
+    for m in names:
+        for boundary in ("valid", "circular"):
+            for sigma in (0.01, 0.03):
+                results.append(evaluate(bench, m, boundary, sigma, device, defaults))
+        print(f"  done {m} ({time.time() - start:.0f} s)", file=sys.stderr, flush=True)
+    return {"results": results, "methods": [describe(m) for m in names],
+            "environment": environment(device, bench, args) | {"command": "python -m deblur_edu.compare " + " ".join(args.argv)},
+            "seconds": time.time() - start}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    out = run(args)
+    table = markdown(out)
+    print(table)
+    if args.json:
+        write_json(args.json, out)
+    if args.readme:
+        replace_block(args.readme, "compare", table)
+    if args.figure:
+        figure(out, args.figure)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Chapter 7's comparison: one command, one JSON, the same table in the README and the book."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from deblur_edu import compare
+from deblur_edu.methods import METHODS
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ROOT / "benchmarks" / "comparison.json"
+
+
+def test_every_compared_method_is_registered_and_every_checkpoint_has_a_model_name():
+    assert set(compare.COMPARED) <= set(METHODS) and set(compare.QUICK) <= set(compare.COMPARED)
+    needed = {METHODS[m].checkpoint for m in compare.COMPARED} - {None}
+    assert needed <= set(compare.MODEL_OF)
+
+
+def test_the_command_writes_json_and_the_readme_block(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("a\n<!-- compare:start -->\nold\n<!-- compare:end -->\nb\n")
+    out = tmp_path / "cmp.json"
+    compare.main(["--quick", "--methods", "wiener-taper,rgdn", "--json", str(out), "--readme", str(readme),
+                  "--figure", str(tmp_path / "fig.png")])
+    assert (tmp_path / "fig.png").stat().st_size > 10_000
+    result = json.loads(out.read_text())
+    assert [r["method"] for r in result["results"]] == ["wiener-taper"] * 4 + ["rgdn"] * 4
+    assert all(0 < r["blur_effect"] < 1 for r in result["results"])
+    rgdn = next(m for m in result["methods"] if m["method"] == "rgdn")
+    assert rgdn["training"]["minutes"] > 0 and rgdn["chapter"] == 3
+    assert "old" not in readme.read_text() and compare.markdown(result) in readme.read_text()
+
+
+def test_parameters_count_what_runs_at_test_time():
+    from deblur_edu.learned import AdaRevD, ReblurDeblurrer
+
+    pair = ReblurDeblurrer(width=4, levels=1, reblur_weight=1.0, reblur_features=4)
+    deblurrer = sum(p.numel() for p in pair.deblurrer.parameters())
+    assert compare.inference_parameters(pair, "reblur") == deblurrer
+    assert compare.inference_parameters(pair, "reblur-tta") == sum(p.numel() for p in pair.parameters())
+    model = AdaRevD(None, width=4, levels=2, columns=2)
+    unused = sum(p.numel() for m in (model.decoder.encoder.ups, model.decoder.encoder.decoders,
+                                     model.decoder.encoder.head) for p in m.parameters())
+    assert compare.inference_parameters(model, "adarevd") == sum(p.numel() for p in model.parameters()) - unused
+
+
+@pytest.mark.skipif(not SHIPPED.is_file(), reason="make compare has not been run")
+def test_the_readme_table_is_the_shipped_comparison():
+    table = compare.markdown(json.loads(SHIPPED.read_text()))
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("<!-- compare:start -->\n", 1)[1].split("\n<!-- compare:end -->", 1)[0]
+    assert block == table, "regenerate with: make compare"
+
+
+def test_an_unknown_method_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown method"):
+        compare.main(["--quick", "--methods", "nope"])
