@@ -28,12 +28,12 @@ from .runtime import pick_device, write_json
 
 #: the methods of the comparison, in the book's order, with the chapter that builds each
 COMPARED = {
-    "inverse": 2, "wiener": 2, "wiener-taper": 2, "rl-30": 2, "tv-circular": 2, "tv": 2,
+    "blurred": 1, "inverse": 2, "wiener": 2, "wiener-taper": 2, "rl-30": 2, "tv-circular": 2, "tv": 2,
     "rgdn": 3, "deq-jfb": 4, "deq-implicit": 4,
     "reblur-l1": 5, "reblur": 5, "reblur-tta": 5, "adarevd": 6,
 }
 #: quick mode: fast methods of every chapter, one image, two kernels, small crops
-QUICK = ("wiener-taper", "tv", "rgdn", "reblur-l1", "adarevd")
+QUICK = ("blurred", "wiener-taper", "tv", "rgdn", "reblur-l1", "adarevd")
 #: the chapter-6 model's frozen encoder is the chapter-5 checkpoint: its training counts too
 ENCODER_OF = {"adarevd-cpu": "reblur-l1-cpu"}
 #: the model name under which each checkpoint is built (see :data:`deblur_edu.train.MODELS`)
@@ -111,12 +111,13 @@ def figure(out: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for info in out["methods"]:
+    for i, info in enumerate(out["methods"]):
         rows = [r for r in out["results"] if r["method"] == info["method"]]
         p = sum(r["psnr"] for r in rows) / len(rows)
         t = sum(r["seconds_per_image"] for r in rows) / len(rows)
-        ax.scatter(t, p, color=plt.cm.tab10((info["chapter"] or 2) - 2))
-        ax.annotate(info["method"], (t, p), fontsize=8, xytext=(4, 2), textcoords="offset points")
+        ax.scatter(t, p, color=plt.cm.tab10(info["chapter"] - 1))
+        below = i % 2  # alternate labels above and below: neighbours in the table often sit close
+        ax.annotate(info["method"], (t, p), fontsize=8, xytext=(4, -10 if below else 3), textcoords="offset points")
     ax.set_xscale("log")
     ax.set_xlabel(f"seconds per image ({out['environment']['device']}, log scale)")
     ax.set_ylabel("mean PSNR over boundaries and noise levels (dB)")
@@ -140,7 +141,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def run(args: argparse.Namespace) -> dict:
+def run(args: argparse.Namespace, progress: bool = True) -> dict:
     """The comparison as a dict: per-setting results, method descriptions, environment."""
     names = [m.strip() for m in args.methods.split(",")] if args.methods else list(QUICK if args.quick else COMPARED)
     names = [m for m in names if get_method(m).available()]
@@ -156,7 +157,8 @@ def run(args: argparse.Namespace) -> dict:
         for boundary in ("valid", "circular"):
             for sigma in (0.01, 0.03):
                 results.append(evaluate(bench, m, boundary, sigma, device, defaults))
-        print(f"  done {m} ({time.time() - start:.0f} s)", file=sys.stderr, flush=True)
+        if progress:
+            print(f"  done {m} ({time.time() - start:.0f} s)", file=sys.stderr, flush=True)
     return {"results": results, "methods": [describe(m) for m in names],
             "environment": environment(device, bench, args) | {"command": "python -m deblur_edu.compare " + " ".join(args.argv)},
             "seconds": time.time() - start}

@@ -177,6 +177,8 @@ def _reblur_tta(y, k, sigma, weight, defaults):
 METHODS: dict[str, Method] = {
     m.name: m
     for m in [
+        Method("blurred", lambda y, k, s, w, d: y, None, [],
+               "no deblurring: the blurry input itself, the baseline every method must beat"),
         Method("inverse", lambda y, k, s, w, d: inverse_filter(y, k, threshold=w), "threshold",
                _logspace(-3, -0.5, 11), "pseudo-inverse filter Y/K where |K| > threshold"),
         Method("wiener", lambda y, k, s, w, d: wiener(y, k, balance=w), "balance",

@@ -13,7 +13,7 @@ from deblur_edu.benchmark_data import case_seed, load_benchmark, load_kernels
 from deblur_edu.kernels import motion
 from deblur_edu.methods import METHODS, load_defaults, weight_at
 
-FIELDS = {"method", "boundary", "sigma", "psnr", "ssim", "seconds_per_image", "cases"}
+FIELDS = {"method", "boundary", "sigma", "psnr", "ssim", "blur_effect", "seconds_per_image", "cases"}
 
 
 @pytest.fixture
