@@ -100,6 +100,10 @@ def test_adaptive_deblur_uses_each_tiles_exit_and_equals_full_decoding_when_all_
     assert torch.all(fast_exits == 1) and decoder_cost(fast_exits, 3) == pytest.approx(1 / 3)
     with pytest.raises(ValueError, match="multiples of 4"):
         adaptive_deblur(dec, clf, torch.rand(1, 1, 30, 30), tile=10, overlap=2)
+    with pytest.raises(ValueError, match="overlap < tile"):
+        adaptive_deblur(dec, clf, y, tile=16, overlap=16)
+    with pytest.raises(ValueError, match="NaN"):
+        adaptive_deblur(dec, clf, torch.full((1, 1, 32, 32), float("nan")), tile=16, overlap=4)
 
 
 def test_decoding_in_chunks_changes_nothing():

@@ -23,7 +23,8 @@ from torch import nn
 from ..metrics import psnr
 from ..runtime import synchronize
 from .reversible import ReversibleDecoder
-from .tiling import blend_tiles, gather_tiles
+from ..validation import check_image
+from .tiling import blend_tiles, check_tiling, gather_tiles
 
 THRESHOLDS = (20.0, 25.0, 30.0, 35.0, 40.0)
 
@@ -82,6 +83,8 @@ def adaptive_deblur(decoder: ReversibleDecoder, classifier: DegradationClassifie
         >>> out.shape, exits.shape     # 3×3 tiles of 16 px cover 40 px
         (torch.Size([1, 1, 40, 40]), torch.Size([1, 3, 3]))
     """
+    y = check_image(y, "y", value_range=False)
+    check_tiling(tile, overlap)
     tiles, rows, cols = gather_tiles(y, tile, overlap)
     m = 2 ** decoder.encoder.levels
     if tiles.shape[-1] % m or tiles.shape[-2] % m:

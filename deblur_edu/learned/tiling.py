@@ -43,6 +43,12 @@ def blend_window(tile: int, overlap: int, dtype: torch.dtype = torch.float32) ->
     return ramp[:, None] * ramp[None, :]
 
 
+def check_tiling(tile: int, overlap: int) -> None:
+    """Tiles must be at least 1 pixel and overlap by less than their size (else they never advance)."""
+    if tile < 1 or not 0 <= overlap < tile:
+        raise ValueError(f"need tile >= 1 and 0 <= overlap < tile, got tile={tile}, overlap={overlap}.")
+
+
 def gather_tiles(y: torch.Tensor, tile: int, overlap: int) -> tuple[torch.Tensor, list[int], list[int]]:
     """All tiles of ``y`` as one batch (B·R·Q, C, tile, tile), image-major then row-major, with
     the tiles' row and column starts."""
@@ -72,8 +78,7 @@ def tiled_apply(f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], y: torc
         True
     """
     y = check_image(y, "y", value_range=False)
-    if not 0 <= overlap < tile:
-        raise ValueError(f"need 0 <= overlap < tile, got overlap={overlap}, tile={tile}.")
+    check_tiling(tile, overlap)
     tiles, rows, cols = gather_tiles(y, tile, overlap)
     B = y.shape[0]
     if groups is None:
