@@ -110,3 +110,13 @@ def test_the_measurement_command_writes_every_figure(tmp_path):
     assert "after sub-decoder 2" in readme.read_text() and "2: 0.90" in readme.read_text()
     recorded = json.loads(ckpt.with_suffix(".json").read_text())["metrics"]
     assert recorded["sub_decoders"] == result["sub_decoders"]
+
+
+def test_bad_images_are_clear_errors():
+    model = tiny()
+    with pytest.raises(ValueError, match="channel"):
+        model(torch.rand(1, 3, 16, 16))
+    with pytest.raises(ValueError, match="NaN"):
+        model(torch.full((1, 1, 16, 16), float("nan")))
+    with pytest.raises(ValueError, match="4 dimensions"):
+        model.estimates(torch.rand(16, 16))

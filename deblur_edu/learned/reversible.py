@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..validation import check_channels, check_image
 from .unet import ResBlock, UNet
 
 
@@ -240,6 +241,8 @@ class ReversibleDecoder(nn.Module):
 
     def encode(self, y: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """``y`` padded (replicate) to a multiple of ``2^levels``, and the frozen encoder's features."""
+        y = check_image(y, "y")
+        check_channels(y, self.encoder.channels, "ReversibleDecoder")
         H, W = y.shape[-2:]
         m = 2 ** self.encoder.levels
         padded = F.pad(y, (0, -W % m, 0, -H % m), mode="replicate")
