@@ -154,3 +154,9 @@ def test_screenshot_of_chapter_2(server, built_book):
     shot.parent.mkdir(exist_ok=True)
     _browser("--window-size=1280,5200", f"--screenshot={shot}", f"{server}/02_classical_deconvolution.html")
     assert shot.stat().st_size > 100_000
+
+
+def test_the_intro_maps_every_chapter():
+    intro = (BOOK / "intro.md").read_text()
+    for chapter in CHAPTERS + PAGES:
+        assert f"]({chapter})" in intro, f"book/intro.md does not link {chapter}"
