@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from .benchmark_data import Benchmark, load_benchmark, score_crop
+from .benchmark_data import Benchmark, interior, load_benchmark, score_crop
 from .checkpoints import git_commit
 from .methods import METHODS, available_methods, get_method, load_defaults
 from .metrics import psnr, ssim
@@ -54,7 +54,7 @@ def evaluate(
         r = score_crop(k)
         psnrs.append(psnr(x_hat, x, crop=r).cpu())
         ssims.append(ssim(x_hat, x, crop=r).cpu())
-        inner = x_hat[..., r : x_hat.shape[-2] - r, r : x_hat.shape[-1] - r]
+        inner = interior(x_hat, r)
         if min(inner.shape[-2:]) > 11:  # blur effect's box filter needs room (tiny test crops have none)
             blurs.append(blur_effect(inner).cpu())
     cases = len(bench.kernels) * len(bench.images)

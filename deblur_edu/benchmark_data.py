@@ -173,3 +173,8 @@ def load_benchmark(
 def score_crop(k: torch.Tensor) -> int:
     """Border pixels ignored when scoring: ``r = max(h, w) // 2``."""
     return max(k.shape[-2:]) // 2
+
+
+def interior(t: torch.Tensor, crop: int) -> torch.Tensor:
+    """``t`` without its ``crop``-pixel border (the scored region)."""
+    return t[..., crop : t.shape[-2] - crop, crop : t.shape[-1] - crop]

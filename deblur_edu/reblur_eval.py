@@ -39,7 +39,7 @@ import yaml
 from torch import nn
 
 from .bench import replace_block
-from .benchmark_data import Benchmark, load_benchmark, score_crop
+from .benchmark_data import Benchmark, interior, load_benchmark, score_crop
 from .checkpoints import git_commit, load_metadata
 from .learned import ReblurDeblurrer, adapt_at_test_time
 from .methods import METHODS, REBLUR_TTA, load_defaults, load_shipped
@@ -57,11 +57,6 @@ SHAKE_SEEDS = {"test": 10**9, "tune": 2 * 10**9}
 TABLE = ("wiener-taper", "tv", "rgdn", "reblur-l1", "reblur")
 
 Deblur = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
-
-
-def interior(t: torch.Tensor, crop: int) -> torch.Tensor:
-    """``t`` without its ``crop``-pixel border (the scored region)."""
-    return t[..., crop : t.shape[-2] - crop, crop : t.shape[-1] - crop]
 
 
 def reblur_gap(judge: nn.Module, x_hat: torch.Tensor, crop: int = 0) -> torch.Tensor:
