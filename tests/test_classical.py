@@ -13,7 +13,20 @@ from deblur_edu.classical import (
     wiener,
     wiener_padded,
 )
-from deblur_edu.classical.priors import grad, grad_adjoint, grad_otf_power, prox_hyper_laplacian, prox_tv
+from deblur_edu.classical.priors import (
+    grad,
+    grad_adjoint,
+    grad_and_hessian,
+    grad_and_hessian_adjoint,
+    grad_and_hessian_otf_power,
+    grad_otf_power,
+    hessian,
+    hessian_adjoint,
+    hessian_otf_power,
+    prox_hyper_laplacian,
+    prox_hyper_laplacian_isotropic,
+    prox_tv,
+)
 from deblur_edu.data import centre_crop, sample_image
 from deblur_edu.kernels import gaussian, motion
 from deblur_edu.metrics import psnr
@@ -170,6 +183,26 @@ def test_hyper_laplacian_rejects_bad_alpha():
         hyper_laplacian(y, k, alpha=1.5)
 
 
+def test_hyper_laplacian_rejects_negative_second_order_weight():
+    y, k, _ = admm_problem()
+    with pytest.raises(ValueError, match="second_order must be ≥ 0"):
+        hyper_laplacian(y, k, second_order=-0.5)
+
+
+def test_second_differences_keep_a_smooth_ramp():
+    """First derivatives alone flatten shading into steps; the second-order terms do not."""
+    i = torch.linspace(0, 1, 80, dtype=torch.float64)
+    scene = (0.2 + 0.6 * (0.7 * i[None, :] + 0.3 * i[:, None]))[None, None]
+    k = motion(11, 30, dtype=torch.float64)
+    A = Blur(k, "valid")
+    y = add_noise(A(scene), 0.01, torch.Generator().manual_seed(4))
+    x = crop(scene, A.pads)
+    x_tv = tv_admm(y, k, 1e-3, 1e-2, iterations=60)
+    score = {w: float(psnr(hyper_laplacian(y, k, lam=3e-4, second_order=w, x0=x_tv).clamp(0, 1), x, crop=5))
+             for w in (0.0, 0.5)}
+    assert score[0.5] > score[0.0] + 5
+
+
 # ----- priors -----------------------------------------------------------------------------
 def test_gradient_adjoint_and_symbol():
     x = torch.rand(2, 1, 9, 11, dtype=torch.float64)
@@ -178,6 +211,40 @@ def test_gradient_adjoint_and_symbol():
     DtD = grad_adjoint(grad(x))
     via_fft = torch.fft.irfft2(grad_otf_power((9, 11), dtype=torch.float64) * torch.fft.rfft2(x), s=(9, 11))
     assert torch.allclose(DtD, via_fft)
+
+
+@pytest.mark.parametrize(
+    "forward, adjoint, power, axes",
+    [(hessian, hessian_adjoint, hessian_otf_power, 3),
+     (grad_and_hessian, grad_and_hessian_adjoint, grad_and_hessian_otf_power, 5)],
+)
+def test_second_difference_adjoint_and_symbol(forward, adjoint, power, axes):
+    x = torch.rand(2, 1, 9, 11, dtype=torch.float64)
+    g = torch.rand(2, 1, axes, 9, 11, dtype=torch.float64)
+    assert torch.allclose((forward(x) * g).sum(), (x * adjoint(g)).sum())
+    via_fft = torch.fft.irfft2(power((9, 11), dtype=torch.float64) * torch.fft.rfft2(x), s=(9, 11))
+    assert torch.allclose(adjoint(forward(x)), via_fft)
+
+
+def test_hessian_of_a_quadratic():
+    """Away from the wrap-around, x = i² + 3ij has ∂_vv = 2, ∂_hh = 0 and ∂_hv = 3."""
+    i, j = torch.meshgrid(torch.arange(8.0), torch.arange(8.0), indexing="ij")
+    h = hessian((i**2 + 3 * i * j)[None, None].double())[0, 0, :, 1:-2, 1:-2]
+    assert torch.allclose(h[0], torch.zeros_like(h[0]))
+    assert torch.allclose(h[1], torch.full_like(h[1], 2.0))
+    assert torch.allclose(h[2], torch.full_like(h[2], 3.0))
+
+
+@pytest.mark.parametrize("tau", [0.003, 0.05, 0.3])
+def test_isotropic_hyper_laplacian_prox_is_radial(tau):
+    """Shrinks each pixel's gradient magnitude by the 1-D prox and keeps its direction."""
+    v = torch.randn(1, 1, 2, 6, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 0.5
+    w = prox_hyper_laplacian_isotropic(v, tau)
+    norm_v, norm_w = v.pow(2).sum(2).sqrt(), w.pow(2).sum(2).sqrt()
+    assert torch.allclose(norm_w, prox_hyper_laplacian(norm_v, tau))
+    cross = v[:, :, 0] * w[:, :, 1] - v[:, :, 1] * w[:, :, 0]  # parallel: zero cross product
+    assert torch.allclose(cross, torch.zeros_like(cross), atol=1e-12)
+    assert ((v * w).sum(2) >= 0).all()
 
 
 @pytest.mark.parametrize("tau", [0.003, 0.05, 0.3])

@@ -2,11 +2,16 @@ r"""Image priors used by the classical solvers: finite differences and proximal 
 
 ``D x = (∇_h x, ∇_v x)`` are forward differences with circular wrap-around (stacked on a
 new axis 2), so ``D`` is diagonalised by the FFT like the blur. Its adjoint ``Dᵀ`` is the
-negative divergence. The proximal map of a penalty φ with weight τ is
+negative divergence. Second differences ``(∂_hh x, ∂_vv x, ∂_hv x)`` (:func:`hessian`) are
+circular filters too; a prior may penalise both orders (:data:`FIRST_AND_SECOND_ORDER`).
+The proximal map of a penalty φ with weight τ is
 ``prox_{τφ}(v) = argmin_w τ·φ(w) + ½‖w − v‖²``.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -31,6 +36,77 @@ def grad_otf_power(shape: tuple[int, int], device=None, dtype=torch.float32) -> 
     fv[..., 0, 0], fv[..., 1, 0] = -1.0, 1.0
     # the magnitude |F(d)|² is the same for the difference filter and its mirror image
     return torch.fft.rfft2(fh).abs() ** 2 + torch.fft.rfft2(fv).abs() ** 2
+
+
+def _filters_otf_power(filters: list[list[list[float]]], shape: tuple[int, int], device=None, dtype=torch.float32) -> torch.Tensor:
+    """``Σ_f |F(f)|²`` on the rfft grid for small filters placed at the origin (circular)."""
+    power = torch.zeros(1, 1, shape[0], shape[1] // 2 + 1, device=device, dtype=dtype)
+    for taps in filters:
+        t = torch.tensor(taps, device=device, dtype=dtype)
+        f = torch.zeros(1, 1, *shape, device=device, dtype=dtype)
+        f[..., : t.shape[0], : t.shape[1]] = t
+        power = power + torch.fft.rfft2(f).abs() ** 2
+    return power
+
+
+def hessian(x: torch.Tensor) -> torch.Tensor:
+    """Second differences, circular: (B, C, 3, H, W) with
+
+    ``∂_hh x = x[i, j+1] − 2x[i, j] + x[i, j−1]``, ``∂_vv x`` likewise down the columns and
+    ``∂_hv x = ∇_v ∇_h x`` (forward differences of forward differences).
+    """
+    dh = x.roll(-1, -1) - x
+    return torch.stack(
+        (x.roll(-1, -1) - 2 * x + x.roll(1, -1), x.roll(-1, -2) - 2 * x + x.roll(1, -2), dh.roll(-1, -2) - dh), dim=2
+    )
+
+
+def hessian_adjoint(g: torch.Tensor) -> torch.Tensor:
+    """Adjoint of :func:`hessian`: the centred second differences are self-adjoint, and
+    ``(∇_v ∇_h)ᵀ = ∇_hᵀ ∇_vᵀ`` is two backward differences."""
+    ghh, gvv, ghv = g[:, :, 0], g[:, :, 1], g[:, :, 2]
+    back_v = ghv.roll(1, -2) - ghv
+    return (
+        ghh.roll(-1, -1) - 2 * ghh + ghh.roll(1, -1)
+        + gvv.roll(-1, -2) - 2 * gvv + gvv.roll(1, -2)
+        + back_v.roll(1, -1) - back_v
+    )
+
+
+def hessian_otf_power(shape: tuple[int, int], device=None, dtype=torch.float32) -> torch.Tensor:
+    """``|∂_hh|² + |∂_vv|² + |∂_hv|²`` on the rfft grid: the Fourier symbol of ``HᵀH``."""
+    return _filters_otf_power([[[1.0, -2.0, 1.0]], [[1.0], [-2.0], [1.0]], [[1.0, -1.0], [-1.0, 1.0]]], shape, device, dtype)
+
+
+def grad_and_hessian(x: torch.Tensor) -> torch.Tensor:
+    """First and second differences stacked on axis 2: (B, C, 5, H, W) = (∇_h, ∇_v, ∂_hh, ∂_vv, ∂_hv)."""
+    return torch.cat((grad(x), hessian(x)), dim=2)
+
+
+def grad_and_hessian_adjoint(g: torch.Tensor) -> torch.Tensor:
+    """Adjoint of :func:`grad_and_hessian`."""
+    return grad_adjoint(g[:, :, :2]) + hessian_adjoint(g[:, :, 2:])
+
+
+def grad_and_hessian_otf_power(shape: tuple[int, int], device=None, dtype=torch.float32) -> torch.Tensor:
+    """Fourier symbol of ``DᵀD`` for :func:`grad_and_hessian`."""
+    return grad_otf_power(shape, device, dtype) + hessian_otf_power(shape, device, dtype)
+
+
+@dataclass(frozen=True)
+class Derivatives:
+    """A circular derivative operator ``D`` as the ADMM solver needs it: ``D x``, ``Dᵀ g``
+    and the Fourier symbol of ``DᵀD`` (so the x-step stays one FFT division)."""
+
+    forward: Callable[[torch.Tensor], torch.Tensor]
+    adjoint: Callable[[torch.Tensor], torch.Tensor]
+    otf_power: Callable[..., torch.Tensor]
+
+
+#: ``D = ∇``: the gradient, used by TV
+GRADIENT = Derivatives(grad, grad_adjoint, grad_otf_power)
+#: ``D = (∇, ∂_hh, ∂_vv, ∂_hv)``: first and second differences (Levin et al. 2007's sparse prior)
+FIRST_AND_SECOND_ORDER = Derivatives(grad_and_hessian, grad_and_hessian_adjoint, grad_and_hessian_otf_power)
 
 
 def gradient_magnitude(g: torch.Tensor) -> torch.Tensor:
@@ -69,6 +145,17 @@ def prox_hyper_laplacian(v: torch.Tensor, tau: float, alpha: float = 2 / 3, newt
     cost_w = tau * w.clamp(min=1e-12) ** alpha + 0.5 * (w - a) ** 2
     cost_0 = 0.5 * a**2
     return torch.where((cost_w < cost_0) & (w > 0), w, torch.zeros_like(w)) * v.sign()
+
+
+def prox_hyper_laplacian_isotropic(v: torch.Tensor, tau: float, alpha: float = 2 / 3) -> torch.Tensor:
+    r"""Prox of ``τ·Σ_p |g[p]|^α`` with ``|g[p]|`` the gradient magnitude (axis 2), 0 < α < 1.
+
+    The penalty depends on ``|g|`` only, so the prox keeps each pixel's direction and maps
+    its magnitude through the 1-D prox: ``w = prox_{τ|·|^α}(|v|) · v / |v|`` — the same
+    radial structure as isotropic TV's shrinkage (:func:`prox_tv`).
+    """
+    norm = gradient_magnitude(v)
+    return v * (prox_hyper_laplacian(norm, tau, alpha) / norm.clamp(min=1e-12))
 
 
 def tv_norm(x: torch.Tensor) -> torch.Tensor:

@@ -31,7 +31,7 @@ import torch
 
 from ..physics import crop, fast_fft_size, pad, psf2otf, scene_padding, zero_pad
 from ..validation import check_iterations, check_positive, check_problem
-from .priors import grad, grad_adjoint, grad_otf_power, gradient_magnitude, prox_tv
+from .priors import GRADIENT, Derivatives, gradient_magnitude, prox_tv
 
 ADMM_BOUNDARIES = ("circular", "valid")
 
@@ -70,6 +70,7 @@ def admm_deconvolve(
     x0: torch.Tensor | None = None,
     x_true: torch.Tensor | None = None,
     history: bool = False,
+    derivatives: Derivatives = GRADIENT,
 ) -> torch.Tensor | tuple[torch.Tensor, dict[str, list[float]]]:
     """The ADMM engine shared by TV and the hyper-Laplacian prior (see module docstring).
 
@@ -77,6 +78,7 @@ def admm_deconvolve(
     (for the objective in the history). ``rho_growth > 1`` increases ρ every iteration
     (continuation, as in half-quadratic splitting; the scaled dual is rescaled to match).
     ``x0`` (y's shape; default ``y``) is the initial estimate, replicate-padded to the scene.
+    ``derivatives`` is the operator ``D`` the prior acts on (default: the gradient ∇).
     With ``history=True`` also returns per-iteration ``objective``, ``primal_residual``,
     ``dual_residual`` and, given ``x_true``, ``psnr`` (batch means).
     """
@@ -93,22 +95,23 @@ def admm_deconvolve(
     shape = x.shape[-2:]
     K = psf2otf(k, shape)
     K2 = K.abs() ** 2
-    D2 = grad_otf_power(shape, y.device, y.dtype)
+    D, Dt = derivatives.forward, derivatives.adjoint
+    D2 = derivatives.otf_power(shape, y.device, y.dtype)
     mask = zero_pad(torch.ones_like(y), pads)
     y_scene = zero_pad(y, pads)
     rho_v = 1.0 if circular else rho_data
     v = y if circular else torch.fft.irfft2(K * torch.fft.rfft2(x), s=shape)
     d = torch.zeros_like(v)
-    z = grad(x)
+    z = D(x)
     u = torch.zeros_like(z)
     trace: dict[str, list[float]] = {k_: [] for k_ in ("objective", "primal_residual", "dual_residual", "psnr")}
 
     for _ in range(iterations):
-        X = (rho_v * K.conj() * torch.fft.rfft2(v - d) + rho * torch.fft.rfft2(grad_adjoint(z - u))) / (
+        X = (rho_v * K.conj() * torch.fft.rfft2(v - d) + rho * torch.fft.rfft2(Dt(z - u))) / (
             rho_v * K2 + rho * D2
         )
         x = torch.fft.irfft2(X, s=shape)
-        Dx = grad(x)
+        Dx = D(x)
         z_old, v_old = z, v
         z = prox(Dx + u, lam / rho)
         u = u + Dx - z
@@ -120,7 +123,7 @@ def admm_deconvolve(
             data = 0.5 * ((mask * Kx - y_scene) ** 2).sum(dim=(1, 2, 3))
             trace["objective"].append(float((data + lam * penalty(Dx)).mean()))
             primal = (Dx - z).pow(2).sum() + (0 if circular else (Kx - v).pow(2).sum())
-            dual = (rho * grad_adjoint(z - z_old)).pow(2).sum()
+            dual = (rho * Dt(z - z_old)).pow(2).sum()
             if not circular:
                 dual = dual + (rho_v * torch.fft.irfft2(K.conj() * torch.fft.rfft2(v - v_old), s=shape)).pow(2).sum()
             trace["primal_residual"].append(float(primal.sqrt()))
