@@ -28,7 +28,7 @@ from .runtime import pick_device, write_json
 
 #: the methods of the comparison, in the book's order, with the chapter that builds each
 COMPARED = {
-    "blurred": 1, "inverse": 2, "wiener": 2, "wiener-taper": 2, "rl-30": 2, "tv-circular": 2, "tv": 2,
+    "blurred": 1, "inverse": 2, "wiener": 2, "wiener-taper": 2, "rl-30": 2, "tv-circular": 2, "tv": 2, "hyper-laplacian": 2,
     "rgdn": 3, "deq-jfb": 4, "deq-implicit": 4,
     "reblur-l1": 5, "reblur": 5, "reblur-tta": 5, "adarevd": 6,
 }
