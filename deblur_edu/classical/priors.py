@@ -27,17 +27,6 @@ def grad_adjoint(g: torch.Tensor) -> torch.Tensor:
     return (gh.roll(1, -1) - gh) + (gv.roll(1, -2) - gv)
 
 
-def grad_otf_power(shape: tuple[int, int], device=None, dtype=torch.float32) -> torch.Tensor:
-    """``|D_h|² + |D_v|²`` on the rfft grid: the Fourier symbol of ``DᵀD`` (the negative Laplacian)."""
-    H, W = shape
-    fh = torch.zeros(1, 1, H, W, device=device, dtype=dtype)
-    fv = torch.zeros(1, 1, H, W, device=device, dtype=dtype)
-    fh[..., 0, 0], fh[..., 0, 1] = -1.0, 1.0
-    fv[..., 0, 0], fv[..., 1, 0] = -1.0, 1.0
-    # the magnitude |F(d)|² is the same for the difference filter and its mirror image
-    return torch.fft.rfft2(fh).abs() ** 2 + torch.fft.rfft2(fv).abs() ** 2
-
-
 def _filters_otf_power(filters: list[list[list[float]]], shape: tuple[int, int], device=None, dtype=torch.float32) -> torch.Tensor:
     """``Σ_f |F(f)|²`` on the rfft grid for small filters placed at the origin (circular)."""
     power = torch.zeros(1, 1, shape[0], shape[1] // 2 + 1, device=device, dtype=dtype)
@@ -47,6 +36,12 @@ def _filters_otf_power(filters: list[list[list[float]]], shape: tuple[int, int],
         f[..., : t.shape[0], : t.shape[1]] = t
         power = power + torch.fft.rfft2(f).abs() ** 2
     return power
+
+
+def grad_otf_power(shape: tuple[int, int], device=None, dtype=torch.float32) -> torch.Tensor:
+    """``|D_h|² + |D_v|²`` on the rfft grid: the Fourier symbol of ``DᵀD`` (the negative Laplacian)."""
+    # the magnitude |F(d)|² is the same for the difference filter and its mirror image
+    return _filters_otf_power([[[-1.0, 1.0]], [[-1.0], [1.0]]], shape, device, dtype)
 
 
 def hessian(x: torch.Tensor) -> torch.Tensor:
