@@ -117,3 +117,39 @@ def test_psnr_per_step_returns_one_value_per_step():
     torch.manual_seed(0)
     curve = psnr_per_step(RGDN(features=4, depth=2), bench, 0.01, max_steps=3)
     assert len(curve) == 3 and all(10 < v < 60 for v in curve)
+
+
+def test_unet_prior_is_the_residual_branch_at_any_size():
+    """R(x) = U(x): the U-Net's output minus its input, also at sizes it must pad."""
+    from deblur_edu.learned.rgdn import UNetPrior
+
+    torch.manual_seed(0)
+    R = UNetPrior(1, width=4, levels=2)
+    x = torch.rand(2, 1, 29, 31)
+    assert R(x).shape == x.shape
+    assert torch.allclose(R(x), super(UNetPrior, R).forward(x) - x, atol=1e-6)
+
+
+def test_unet_prior_sees_wider_than_a_long_blur_and_the_plain_prior_does_not():
+    from deblur_edu.learned.rgdn import receptive_field
+
+    torch.manual_seed(0)
+    plain = RGDN(features=4, depth=4).R
+    unet = RGDN(features=4, depth=3, prior="unet", prior_levels=3).R
+    assert receptive_field(plain) == 9  # 1 + 2·depth
+    assert receptive_field(unet) > 2 * 27  # wider than twice Levin's largest kernel
+
+
+def test_unet_prior_model_uses_every_parameter_and_has_exact_gradients():
+    net = RGDN(features=4, depth=2, steps=2, precondition=True, prior="unet", prior_levels=2)
+    net(torch.rand(1, 1, 24, 28), gaussian(5, 1.0)).sum().backward()
+    assert all(p.grad is not None for p in net.parameters())  # DDP needs every parameter used
+    net = net.double()
+    y = torch.rand(1, 1, 12, 12, dtype=torch.float64, requires_grad=True)
+    k = gaussian(3, 0.8, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda t: net(t, k), (y,), atol=1e-6)
+
+
+def test_unknown_prior_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown prior 'transformer'; choose one of"):
+        RGDN(prior="transformer")

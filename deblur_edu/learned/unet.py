@@ -86,11 +86,16 @@ class UNet(nn.Module):
             h = decoder(up(h) + skip)
         return self.head(h)
 
+    def residual(self, y: torch.Tensor) -> torch.Tensor:
+        """``U(y)`` at any size: ``y`` is replicate-padded to a multiple of ``2**levels`` and
+        the result cropped back (no input checks: for use inside other models)."""
+        H, W = y.shape[-2:]
+        m = 2 ** self.levels
+        padded = F.pad(y, (0, -W % m, 0, -H % m), mode="replicate")
+        return self.decode(self.encode(padded))[..., :H, :W]
+
     def forward(self, y: torch.Tensor, k: torch.Tensor | None = None) -> torch.Tensor:
         """Deblur ``y`` (B, C, H, W). ``k`` is accepted and ignored: the network is blind."""
         y = check_image(y, "y")
         check_channels(y, self.channels, "UNet")
-        H, W = y.shape[-2:]
-        m = 2 ** self.levels
-        padded = F.pad(y, (0, -W % m, 0, -H % m), mode="replicate")
-        return (padded + self.decode(self.encode(padded)))[..., :H, :W]
+        return y + self.residual(y)
