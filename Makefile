@@ -58,6 +58,7 @@ rgdn-checkpoint: setup
 	mkdir -p deblur_edu/weights
 	cp runs/rgdn-cpu/model.pt deblur_edu/weights/rgdn-cpu.pt
 	cp runs/rgdn-cpu/model.json deblur_edu/weights/rgdn-cpu.json
+	cp runs/rgdn-cpu/log.jsonl benchmarks/rgdn-cpu-log.jsonl
 	$(PY) -m deblur_edu.bench --methods tv,rgdn --json benchmarks/rgdn.json --no-speed
 	$(PY) -m deblur_edu.checkpoints deblur_edu/weights/rgdn-cpu benchmarks/rgdn.json --method rgdn
 	$(PY) -m deblur_edu.iterations --checkpoint rgdn-cpu --max-steps 24 --json benchmarks/rgdn_steps.json

@@ -70,6 +70,22 @@ def test_shipped_checkpoint_loads_and_deblurs():
     assert get_method("rgdn")(y, motion(7, 10), 0.01, {}).shape == y.shape
 
 
+def test_shipped_training_log_belongs_to_the_shipped_checkpoint():
+    """The log chapter 3 plots is the run that made the weights: same length, validation curve present."""
+    import json
+    from pathlib import Path
+
+    from deblur_edu.methods import WEIGHTS_DIR
+
+    meta = json.loads((WEIGHTS_DIR / "rgdn-cpu.json").read_text())
+    log_file = Path(__file__).resolve().parent.parent / "benchmarks" / "rgdn-cpu-log.jsonl"
+    rows = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert rows[-1]["step"] == meta["training"]["steps"] == meta["config"]["train"]["steps"]
+    val = [r for r in rows if "val_psnr" in r]
+    assert len(val) == meta["config"]["train"]["steps"] // meta["config"]["train"]["val_every"]
+    assert all(r["train_seconds"] <= r["seconds"] for r in val)
+
+
 def test_preconditioner_inverts_the_regularised_normal_operator():
     """P = (KᵀK + λDᵀD)⁻¹: applying KᵀK + λDᵀD (circular, by FFT) to P g gives back g."""
     from deblur_edu.classical.priors import grad, grad_adjoint
