@@ -166,3 +166,5 @@ def test_unet_prior_model_uses_every_parameter_and_has_exact_gradients():
 def test_unknown_prior_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown prior 'transformer'; choose one of"):
         RGDN(prior="transformer")
+    with pytest.raises(ValueError, match="dilated_prior dilates the plain prior"):
+        RGDN(prior="unet", dilated_prior=True)

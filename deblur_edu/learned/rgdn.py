@@ -141,6 +141,9 @@ class RGDN(nn.Module):
         super().__init__()
         if prior not in PRIORS:
             raise ValueError(f"unknown prior {prior!r}; choose one of {PRIORS}.")
+        if dilated_prior and prior != "cnn":
+            raise ValueError("dilated_prior dilates the plain prior (prior='cnn'); the U-Net prior widens its "
+                             "view by its halvings instead: set prior_levels, or drop dilated_prior.")
         self.channels, self.steps = channels, steps
         self.log_balance = nn.Parameter(torch.tensor(float(balance)).log()) if precondition else None
         self.H = small_cnn(channels, features, depth) if use_h else None
