@@ -11,8 +11,7 @@ import pytest
 import torch
 
 from deblur_edu.checkpoints import load_model
-from deblur_edu.data import BlurDataset
-from deblur_edu.train import MODELS, batches_for_epoch, load_config, train
+from deblur_edu.train import MODELS, batches_for_epoch, load_config, train, validation_batch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -152,7 +151,6 @@ def test_validation_psnr_is_logged_with_the_training_time(tmp_path):
 
 
 def test_validation_samples_are_not_training_samples():
-    from deblur_edu.train import validation_batch
 
     cfg = load_config("rgdn", "tiny")["data"]
     val = validation_batch(cfg, 4, torch.device("cpu"))
@@ -174,7 +172,6 @@ def test_every_preset_builds_its_model_and_takes_a_finite_loss_on_its_data(path)
     cfg = load_config(model_name, str(path))
     torch.manual_seed(0)
     model = MODELS[model_name].build(cfg["model"])
-    ds = BlurDataset(**{**cfg["data"], "patch": 32, "length": 2})
-    batch = {k: torch.stack([ds[i][k] for i in range(2)]) for k in ds[0]}
+    batch = validation_batch({**cfg["data"], "patch": 32}, 2, torch.device("cpu"))
     loss = MODELS[model_name].loss(model, batch)
     assert torch.isfinite(loss) and loss.ndim == 0
