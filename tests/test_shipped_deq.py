@@ -2,6 +2,7 @@
 
 import json
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +10,7 @@ import torch
 from deblur_edu.kernels import motion
 from deblur_edu.methods import WEIGHTS_DIR, get_method, load_shipped
 
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 SHIPPED = [("deq-jfb", "deq-jfb-cpu", "deq", "jfb"), ("deq-implicit", "deq-implicit-cpu", "deq", "implicit-anderson"),
            ("feedforward", "feedforward-cpu", "feedforward", None)]
 
@@ -29,6 +31,24 @@ def test_shipped_checkpoint_loads_and_deblurs(method, name, model_name, backward
 
 
 def test_the_two_deq_checkpoints_differ_only_in_how_they_were_trained():
+    """Same model, data and schedule; only the backward mode and the number of steps differ
+    (the steps fill the same wall-clock budget, next test)."""
     jfb, implicit = (json.loads((WEIGHTS_DIR / f"{n}.json").read_text()) for n in ("deq-jfb-cpu", "deq-implicit-cpu"))
-    strip = lambda cfg: {**cfg, "model": {k: v for k, v in cfg["model"].items() if k != "backward"}}
+    strip = lambda cfg: {**cfg, "model": {k: v for k, v in cfg["model"].items() if k != "backward"},
+                         "train": {k: v for k, v in cfg["train"].items() if k != "steps"}}
     assert strip(jfb["config"]) == strip(implicit["config"])
+
+
+def test_jfb_and_implicit_trained_with_the_same_wall_clock_budget():
+    """The shipped logs (side by side, one thread each): JFB's extra steps took the time of
+    implicit backprop's fewer ones, within 15 % (seconds per step at the last validation × steps)."""
+    budgets = {}
+    for name in ("deq-jfb-cpu", "deq-implicit-cpu"):
+        rows = [json.loads(line) for line in (BENCHMARKS / f"{name}-log.jsonl").read_text().splitlines()]
+        meta = json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
+        assert rows[-1]["step"] == meta["training"]["steps"], name
+        last_val = [r for r in rows if "train_seconds" in r][-1]  # training time without validation
+        budgets[name] = (rows[-1]["step"], last_val["train_seconds"] / last_val["step"] * rows[-1]["step"])
+    (jfb_steps, jfb_seconds), (implicit_steps, implicit_seconds) = budgets["deq-jfb-cpu"], budgets["deq-implicit-cpu"]
+    assert jfb_steps > implicit_steps
+    assert 0.85 < jfb_seconds / implicit_seconds < 1.15
