@@ -106,6 +106,7 @@ reblur-checkpoints: setup
 	@echo "REBLUR_TTA in deblur_edu/methods.py must carry the chosen lr (tests/test_shipped_reblur.py checks it)"
 	$(PY) -m deblur_edu.reblur_eval --snapshots runs/reblur-cpu-l1 --json benchmarks/reblur.json --readme README.md --record \
 	  --tta-lr $$($(PY) -c "import json; print(json.load(open('benchmarks/reblur_tta_tune.json'))['chosen_lr'])")
+	$(PY) -m deblur_edu.reblur_probe --steps 600 --json benchmarks/reblur_probe.json
 
 # chapter 6: four reversible sub-decoders + a degradation classifier on the frozen encoder of
 # chapter 5's L1 U-Net (needs deblur_edu/weights/reblur-l1-cpu); copy, then measure peak training
