@@ -13,10 +13,11 @@ identity; one that did not pays about the same. The two shapes:
 
 - ``resnet``: the chapter's :class:`~deblur_edu.learned.Reblurrer` (two residual blocks, a
   window of about 11 pixels);
-- ``unet``: :class:`~deblur_edu.learned.reblur.WideReblurrer`, ``z + U(z)`` with a 2-level
-  U-Net, whose window is several times wider than the 13-pixel blur.
+- ``unet``: a 2-level :class:`~deblur_edu.learned.UNet`, which already has the module's form
+  ``z + U(z)`` and a window several times wider than the 13-pixel blur.
 
-Each shape is trained on the recipe's noise and on noise-free data, so that noise in ``B`` (which
+The recipe is the data section of the preset ``reblur-cpu``. Each shape is trained on its noise and on
+noise-free data, so that noise in ``B`` (which
 no module can predict) is ruled out as the reason too. The reblur gaps ``‖M_R(z) − z‖₁`` on
 the sharp, the blurry and the deblurred images are printed as well.
 
@@ -35,14 +36,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import BlurDataset
-from .learned.reblur import Reblurrer, WideReblurrer, reblur_module_loss
+from .learned import Reblurrer, UNet
+from .learned.reblur import reblur_module_loss
 from .runtime import seed_everything
+from .train import load_config, validation_batch
 
-#: chapter 5's training recipe (deblur_edu/configs/reblur-cpu.yaml), without its noise override
-RECIPE = {"length": 100000, "patch": 64, "kernel_size": 13, "sigma_range": [0.0, 0.02],
-          "dead_leaves_fraction": 0.2, "quantise": True, "seed": 0}
-SHAPES = {"resnet": lambda: Reblurrer(1, 32, 2), "unet": lambda: WideReblurrer(1, width=16, levels=2)}
-HELD_OUT_SEED = 77
+SHAPES = {"resnet": lambda: Reblurrer(1, 32, 2), "unet": lambda: UNet(1, width=16, levels=2)}
 
 
 def stacked(dataset: BlurDataset, indices: range) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,8 +70,10 @@ def train_reblurrer(M_D: nn.Module, M_R: nn.Module, recipe: dict, steps: int, ba
 
 @torch.no_grad()
 def measure(M_D: nn.Module, M_R: nn.Module, recipe: dict, size: int = 64) -> dict[str, float]:
-    """``L_blur`` of ``M_R`` and of the identity, their ratio, and the reblur gaps, on a held-out batch."""
-    blurred, sharp = stacked(BlurDataset(**{**recipe, "seed": HELD_OUT_SEED, "length": size}), range(size))
+    """``L_blur`` of ``M_R`` and of the identity, their ratio, and the reblur gaps, on the recipe's
+    validation batch (another seed than training's)."""
+    batch = validation_batch(recipe, size, torch.device("cpu"))
+    blurred, sharp = batch["blurred"], batch["sharp"]
     deblurred = M_D(blurred)
     gap = lambda z: float((M_R(z) - z).abs().mean())
     learned, identity = float(F.l1_loss(M_R(deblurred), blurred)), float(F.l1_loss(deblurred, blurred))
@@ -80,19 +81,21 @@ def measure(M_D: nn.Module, M_R: nn.Module, recipe: dict, size: int = 64) -> dic
             "gap_sharp": gap(sharp), "gap_blurred": gap(blurred), "gap_deblurred": gap(deblurred)}
 
 
-def probe(M_D: nn.Module, steps: int, shapes: list[str], noise_levels: list[float], seed: int = 0) -> list[dict]:
-    """Every shape × every noise ceiling: train a fresh ``M_R`` (seeded), then :func:`measure` it."""
+def probe(M_D: nn.Module, recipe: dict, steps: int, shapes: list[str], noise_levels: list[float],
+          seed: int = 0) -> list[dict]:
+    """Every shape × every noise ceiling: train a fresh ``M_R`` (seeded) on ``recipe`` with that
+    ceiling, then :func:`measure` it."""
     M_D = M_D.eval().requires_grad_(False)
     rows = []
     for shape in shapes:
         for sigma_max in noise_levels:
             seed_everything(seed)
-            recipe = {**RECIPE, "sigma_range": [0.0, sigma_max]}
+            noisy = {**recipe, "sigma_range": [0.0, sigma_max]}
             M_R, started = SHAPES[shape](), time.time()
-            train_reblurrer(M_D, M_R, recipe, steps)
+            train_reblurrer(M_D, M_R, noisy, steps)
             rows.append({"shape": shape, "sigma_max": sigma_max, "steps": steps,
                          "weights": sum(p.numel() for p in M_R.parameters()),
-                         "seconds": time.time() - started, **measure(M_D, M_R, recipe)})
+                         "seconds": time.time() - started, **measure(M_D, M_R, noisy)})
     return rows
 
 
@@ -105,14 +108,15 @@ def main(argv: list[str] | None = None) -> int:
     from .methods import load_shipped
 
     M_D = load_shipped(args.deblurrer, "reblur").deblurrer
-    rows = probe(M_D, args.steps, list(SHAPES), [RECIPE["sigma_range"][1], 0.0])
+    recipe = load_config("reblur", "cpu")["data"]
+    rows = probe(M_D, recipe, args.steps, list(SHAPES), [recipe["sigma_range"][1], 0.0])
     print(f"{'M_R':<8}{'σ max':>6}{'weights':>9}{'L_blur':>9}{'identity':>10}{'ratio':>7}"
           f"{'gap sharp':>11}{'gap blurry':>11}{'gap deblurred':>14}")
     for r in rows:
         print(f"{r['shape']:<8}{r['sigma_max']:>6.2f}{r['weights']:>9,}{r['L_blur']:>9.5f}{r['L_blur_identity']:>10.5f}"
               f"{r['ratio']:>7.3f}{r['gap_sharp']:>11.5f}{r['gap_blurred']:>11.5f}{r['gap_deblurred']:>14.5f}")
     if args.json:
-        out = {"deblurrer": args.deblurrer, "recipe": RECIPE, "held_out_seed": HELD_OUT_SEED, "rows": rows,
+        out = {"deblurrer": args.deblurrer, "recipe": recipe, "rows": rows,
                "environment": {"torch": torch.__version__, "threads": torch.get_num_threads()}}
         Path(args.json).write_text(json.dumps(out, indent=1))
         print(f"wrote {args.json}")

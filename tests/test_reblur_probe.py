@@ -3,10 +3,9 @@
 import torch
 import torch.nn.functional as F
 
-from deblur_edu.data import BlurDataset
 from deblur_edu.learned import Reblurrer, UNet
-from deblur_edu.learned.reblur import WideReblurrer
-from deblur_edu.reblur_probe import measure, probe, stacked, train_reblurrer
+from deblur_edu.reblur_probe import measure, probe, train_reblurrer
+from deblur_edu.train import validation_batch
 
 TINY = {"length": 64, "patch": 16, "kernel_size": 5, "sigma_range": [0.0, 0.02], "dead_leaves_fraction": 1.0,
         "quantise": True, "seed": 0}
@@ -23,7 +22,7 @@ def test_a_module_that_does_nothing_pays_exactly_the_identity_price():
     torch.manual_seed(0)
     M_D = UNet(1, 4, 1).eval()
     out = measure(M_D, identity_reblurrer(), TINY, size=8)
-    blurred, _ = stacked(BlurDataset(**{**TINY, "seed": 77, "length": 8}), range(8))
+    blurred = validation_batch(TINY, 8, torch.device("cpu"))["blurred"]
     with torch.no_grad():
         expected = float(F.l1_loss(M_D(blurred), blurred))
     assert out["L_blur_identity"] == out["L_blur"] and abs(out["L_blur_identity"] - expected) < 1e-7
@@ -43,9 +42,7 @@ def test_training_moves_only_the_reblurring_module():
 def test_probe_reports_every_shape_and_noise_level(monkeypatch):
     import deblur_edu.reblur_probe as rp
 
-    monkeypatch.setattr(rp, "RECIPE", TINY)
-    monkeypatch.setattr(rp, "SHAPES", {"resnet": lambda: Reblurrer(1, 4, 1),
-                                       "unet": lambda: WideReblurrer(1, width=4, levels=1)})
-    rows = probe(UNet(1, 4, 1), steps=1, shapes=["resnet", "unet"], noise_levels=[0.02, 0.0])
+    monkeypatch.setattr(rp, "SHAPES", {"resnet": lambda: Reblurrer(1, 4, 1), "unet": lambda: UNet(1, 4, 1)})
+    rows = probe(UNet(1, 4, 1), TINY, steps=1, shapes=["resnet", "unet"], noise_levels=[0.02, 0.0])
     assert [(r["shape"], r["sigma_max"]) for r in rows] == [("resnet", 0.02), ("resnet", 0.0), ("unet", 0.02), ("unet", 0.0)]
     assert all(r["ratio"] > 0 and torch.isfinite(torch.tensor(r["L_blur"])) for r in rows)

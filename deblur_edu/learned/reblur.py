@@ -67,19 +67,6 @@ class Reblurrer(nn.Module):
         return x + self.body(x)
 
 
-class WideReblurrer(UNet):
-    """``M_R(z) = z + U(z)`` with a small U-Net ``U``: a reblurring module whose window is far
-    wider than the blur (used by :mod:`deblur_edu.reblur_probe` to rule out a too-narrow view).
-
-    Example:
-        >>> WideReblurrer(width=4, levels=2)(torch.rand(1, 1, 18, 21)).shape
-        torch.Size([1, 1, 18, 21])
-    """
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return z + self.residual(z)
-
-
 @contextmanager
 def frozen(module: nn.Module) -> Iterator[nn.Module]:
     """Inside the block, ``module``'s parameters receive no gradient (restored afterwards)."""
