@@ -16,10 +16,10 @@ identity; one that did not pays about the same. The two shapes:
 - ``unet``: a 2-level :class:`~deblur_edu.learned.UNet`, which already has the module's form
   ``z + U(z)`` and a window several times wider than the 13-pixel blur.
 
-The recipe is the data section of the preset ``reblur-cpu``. Each shape is trained on its noise and on
-noise-free data, so that noise in ``B`` (which
-no module can predict) is ruled out as the reason too. The reblur gaps ``‖M_R(z) − z‖₁`` on
-the sharp, the blurry and the deblurred images are printed as well.
+The recipe is the data section of the preset ``reblur-cpu``. Each shape is trained on its
+noise and on noise-free data, so that noise in ``B`` (which no module can predict) is ruled
+out as the reason too. The reblur gaps ``‖M_R(z) − z‖₁`` on the sharp, the blurry and the
+deblurred images are printed as well.
 
     python -m deblur_edu.reblur_probe --steps 600 --json benchmarks/reblur_probe.json
 """

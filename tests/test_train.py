@@ -151,7 +151,6 @@ def test_validation_psnr_is_logged_with_the_training_time(tmp_path):
 
 
 def test_validation_samples_are_not_training_samples():
-
     cfg = load_config("rgdn", "tiny")["data"]
     val = validation_batch(cfg, 4, torch.device("cpu"))
     from deblur_edu.data import BlurDataset
