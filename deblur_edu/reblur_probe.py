@@ -16,10 +16,15 @@ identity; one that did not pays about the same. The two shapes:
 - ``unet``: a 2-level :class:`~deblur_edu.learned.UNet`, which already has the module's form
   ``z + U(z)`` and a window several times wider than the 13-pixel blur.
 
-The recipe is the data section of the preset ``reblur-cpu``. Each shape is trained on its
-noise and on noise-free data, so that noise in ``B`` (which no module can predict) is ruled
-out as the reason too. The reblur gaps ``‖M_R(z) − z‖₁`` on the sharp, the blurry and the
-deblurred images are printed as well.
+The recipe is the data section of the preset ``reblur-cpu``. Each shape is trained three
+ways: as the paper does (``L_blur + L_sharp``, the recipe's noise); on noise-free data, so
+that noise in ``B`` (which no module can predict) is ruled out as the reason; and with
+``L_sharp`` weighted ``w = 1/4``, so that changing a clean image costs less than the blur it
+rebuilds (:func:`~deblur_edu.learned.reblur.reblur_module_loss`). The reblur gaps
+``‖M_R(z) − z‖₁`` are printed on the sharp image ``S``, the blurry ``B``, the deblurred
+``L̂ = M_D(B)`` and the deblurred sharp image ``M_D(S)``. A module that learned to amplify the
+blur *left in* ``L̂`` changes ``L̂`` clearly more than ``M_D(S)``; one that blurs whatever it
+sees changes both alike.
 
     python -m deblur_edu.reblur_probe --steps 600 --json benchmarks/reblur_probe.json
 """
@@ -50,9 +55,13 @@ def stacked(dataset: BlurDataset, indices: range) -> tuple[torch.Tensor, torch.T
     return torch.stack([s["blurred"] for s in samples]), torch.stack([s["sharp"] for s in samples])
 
 
+#: (noise ceiling or None for the recipe's, weight w of L_sharp): the three ways each shape is trained
+VARIANTS = ((None, 1.0), (0.0, 1.0), (None, 0.25))
+
+
 def train_reblurrer(M_D: nn.Module, M_R: nn.Module, recipe: dict, steps: int, batch_size: int = 8,
-                    lr: float = 2e-3) -> nn.Module:
-    """Train ``M_R`` alone on ``L_blur + L_sharp`` against the frozen ``M_D`` (Adam, cosine)."""
+                    lr: float = 2e-3, sharp_weight: float = 1.0) -> nn.Module:
+    """Train ``M_R`` alone on ``L_blur + w·L_sharp`` against the frozen ``M_D`` (Adam, cosine)."""
     data = BlurDataset(**recipe)
     optimiser = torch.optim.Adam(M_R.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps)
@@ -60,7 +69,7 @@ def train_reblurrer(M_D: nn.Module, M_R: nn.Module, recipe: dict, steps: int, ba
         blurred, sharp = stacked(data, range(step * batch_size, (step + 1) * batch_size))
         with torch.no_grad():
             deblurred, deblurred_sharp = M_D(blurred), M_D(sharp)
-        loss = reblur_module_loss(M_R, deblurred, blurred, deblurred_sharp)
+        loss = reblur_module_loss(M_R, deblurred, blurred, deblurred_sharp, sharp_weight)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -78,22 +87,24 @@ def measure(M_D: nn.Module, M_R: nn.Module, recipe: dict, size: int = 64) -> dic
     gap = lambda z: float((M_R(z) - z).abs().mean())
     learned, identity = float(F.l1_loss(M_R(deblurred), blurred)), float(F.l1_loss(deblurred, blurred))
     return {"L_blur": learned, "L_blur_identity": identity, "ratio": learned / identity,
-            "gap_sharp": gap(sharp), "gap_blurred": gap(blurred), "gap_deblurred": gap(deblurred)}
+            "gap_sharp": gap(sharp), "gap_blurred": gap(blurred), "gap_deblurred": gap(deblurred),
+            "gap_deblurred_sharp": gap(M_D(sharp))}
 
 
-def probe(M_D: nn.Module, recipe: dict, steps: int, shapes: list[str], noise_levels: list[float],
-          seed: int = 0) -> list[dict]:
-    """Every shape × every noise ceiling: train a fresh ``M_R`` (seeded) on ``recipe`` with that
-    ceiling, then :func:`measure` it."""
+def probe(M_D: nn.Module, recipe: dict, steps: int, shapes: list[str],
+          variants: tuple[tuple[float | None, float], ...] = VARIANTS, seed: int = 0) -> list[dict]:
+    """Every shape × every variant ``(σ max, w)``: train a fresh ``M_R`` (seeded) on ``recipe``
+    with that noise ceiling (``None``: the recipe's) and ``L_sharp`` weight, then :func:`measure` it."""
     M_D = M_D.eval().requires_grad_(False)
     rows = []
     for shape in shapes:
-        for sigma_max in noise_levels:
+        for sigma_max, sharp_weight in variants:
+            sigma_max = recipe["sigma_range"][1] if sigma_max is None else sigma_max
             seed_everything(seed)
             noisy = {**recipe, "sigma_range": [0.0, sigma_max]}
             M_R, started = SHAPES[shape](), time.time()
-            train_reblurrer(M_D, M_R, noisy, steps)
-            rows.append({"shape": shape, "sigma_max": sigma_max, "steps": steps,
+            train_reblurrer(M_D, M_R, noisy, steps, sharp_weight=sharp_weight)
+            rows.append({"shape": shape, "sigma_max": sigma_max, "sharp_weight": sharp_weight, "steps": steps,
                          "weights": sum(p.numel() for p in M_R.parameters()),
                          "seconds": time.time() - started, **measure(M_D, M_R, noisy)})
     return rows
@@ -109,12 +120,14 @@ def main(argv: list[str] | None = None) -> int:
 
     M_D = load_shipped(args.deblurrer, "reblur").deblurrer
     recipe = load_config("reblur", "cpu")["data"]
-    rows = probe(M_D, recipe, args.steps, list(SHAPES), [recipe["sigma_range"][1], 0.0])
-    print(f"{'M_R':<8}{'σ max':>6}{'weights':>9}{'L_blur':>9}{'identity':>10}{'ratio':>7}"
-          f"{'gap sharp':>11}{'gap blurry':>11}{'gap deblurred':>14}")
+    rows = probe(M_D, recipe, args.steps, list(SHAPES))
+    print("gaps ‖M_R(z) − z‖₁ × 10³ on z = S, B, L̂ = M_D(B), M_D(S)")
+    print(f"{'M_R':<8}{'σ max':>6}{'w':>6}{'weights':>9}{'L_blur':>9}{'identity':>10}{'ratio':>7}"
+          f"{'S':>7}{'B':>7}{'L̂':>7}{'M_D(S)':>8}")
     for r in rows:
-        print(f"{r['shape']:<8}{r['sigma_max']:>6.2f}{r['weights']:>9,}{r['L_blur']:>9.5f}{r['L_blur_identity']:>10.5f}"
-              f"{r['ratio']:>7.3f}{r['gap_sharp']:>11.5f}{r['gap_blurred']:>11.5f}{r['gap_deblurred']:>14.5f}")
+        print(f"{r['shape']:<8}{r['sigma_max']:>6.2f}{r['sharp_weight']:>6.2f}{r['weights']:>9,}{r['L_blur']:>9.5f}"
+              f"{r['L_blur_identity']:>10.5f}{r['ratio']:>7.3f}{1e3 * r['gap_sharp']:>7.2f}{1e3 * r['gap_blurred']:>7.2f}"
+              f"{1e3 * r['gap_deblurred']:>7.2f}{1e3 * r['gap_deblurred_sharp']:>8.2f}")
     if args.json:
         out = {"deblurrer": args.deblurrer, "recipe": recipe, "rows": rows,
                "environment": {"torch": torch.__version__, "threads": torch.get_num_threads()}}

@@ -196,3 +196,14 @@ def test_schedule_errors_say_what_to_do():
         ReblurDeblurrer(schedule="sometimes")
     with pytest.raises(ValueError, match="reblur_weight > 0"):
         ReblurDeblurrer(schedule="alternate")
+
+
+def test_reblur_module_loss_weighs_the_sharp_term():
+    torch.manual_seed(0)
+    M_R = Reblurrer(1, 4, 1)
+    deblurred, blurred, deblurred_sharp = torch.rand(3, 2, 1, 12, 12)
+    blur_term = F.l1_loss(M_R(deblurred), blurred)
+    sharp_term = F.l1_loss(M_R(deblurred_sharp), deblurred_sharp)
+    assert torch.allclose(reblur_module_loss(M_R, deblurred, blurred, deblurred_sharp), blur_term + sharp_term)
+    assert torch.allclose(reblur_module_loss(M_R, deblurred, blurred, deblurred_sharp, 0.25), blur_term + 0.25 * sharp_term)
+    assert torch.allclose(reblur_module_loss(M_R, deblurred, blurred, deblurred_sharp, 0.0), blur_term)

@@ -26,7 +26,8 @@ def test_a_module_that_does_nothing_pays_exactly_the_identity_price():
     with torch.no_grad():
         expected = float(F.l1_loss(M_D(blurred), blurred))
     assert out["L_blur_identity"] == out["L_blur"] and abs(out["L_blur_identity"] - expected) < 1e-7
-    assert out["ratio"] == 1.0 and out["gap_sharp"] == out["gap_blurred"] == out["gap_deblurred"] == 0.0
+    assert out["ratio"] == 1.0
+    assert out["gap_sharp"] == out["gap_blurred"] == out["gap_deblurred"] == out["gap_deblurred_sharp"] == 0.0
 
 
 def test_training_moves_only_the_reblurring_module():
@@ -39,10 +40,26 @@ def test_training_moves_only_the_reblurring_module():
     assert any(not torch.equal(a, b) for a, b in zip(before_R, M_R.parameters()))
 
 
-def test_probe_reports_every_shape_and_noise_level(monkeypatch):
+def test_probe_reports_every_shape_and_variant(monkeypatch):
     import deblur_edu.reblur_probe as rp
 
     monkeypatch.setattr(rp, "SHAPES", {"resnet": lambda: Reblurrer(1, 4, 1), "unet": lambda: UNet(1, 4, 1)})
-    rows = probe(UNet(1, 4, 1), TINY, steps=1, shapes=["resnet", "unet"], noise_levels=[0.02, 0.0])
-    assert [(r["shape"], r["sigma_max"]) for r in rows] == [("resnet", 0.02), ("resnet", 0.0), ("unet", 0.02), ("unet", 0.0)]
+    rows = probe(UNet(1, 4, 1), TINY, steps=1, shapes=["resnet", "unet"])
+    # None stands for the recipe's own noise ceiling (0.02 in TINY)
+    variants = [(0.02, 1.0), (0.0, 1.0), (0.02, 0.25)]
+    assert [(r["shape"], r["sigma_max"], r["sharp_weight"]) for r in rows] == \
+        [(shape, *v) for shape in ("resnet", "unet") for v in variants]
     assert all(r["ratio"] > 0 and torch.isfinite(torch.tensor(r["L_blur"])) for r in rows)
+
+
+def test_the_sharp_term_weight_is_passed_to_the_module_loss():
+    torch.manual_seed(0)
+    M_D = UNet(1, 4, 1).eval().requires_grad_(False)
+    weights = []
+    for w in (1.0, 0.25):
+        M_R = Reblurrer(1, 4, 1)
+        torch.nn.init.zeros_(M_R.body[-1].bias)
+        torch.manual_seed(1)
+        train_reblurrer(M_D, M_R, TINY, steps=1, batch_size=2, sharp_weight=w)
+        weights.append(torch.cat([p.flatten() for p in M_R.parameters()]))
+    assert not torch.equal(*weights)

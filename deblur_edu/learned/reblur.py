@@ -81,11 +81,12 @@ def frozen(module: nn.Module) -> Iterator[nn.Module]:
 
 
 def reblur_module_loss(M_R: nn.Module, deblurred: torch.Tensor, blurred: torch.Tensor,
-                       deblurred_sharp: torch.Tensor) -> torch.Tensor:
-    """``L_blur + L_sharp = ‖M_R(L̂) − B‖₁ + ‖M_R(M_D(S)) − M_D(S)‖₁`` — trains ``M_R`` only
-    (both deblurred images are detached)."""
+                       deblurred_sharp: torch.Tensor, sharp_weight: float = 1.0) -> torch.Tensor:
+    """``L_blur + w·L_sharp = ‖M_R(L̂) − B‖₁ + w‖M_R(M_D(S)) − M_D(S)‖₁`` — trains ``M_R`` only
+    (both deblurred images are detached). The paper weighs the two terms equally (``w = 1``);
+    :mod:`deblur_edu.reblur_probe` measures what a smaller ``w`` does."""
     deblurred, deblurred_sharp = deblurred.detach(), deblurred_sharp.detach()
-    return F.l1_loss(M_R(deblurred), blurred) + F.l1_loss(M_R(deblurred_sharp), deblurred_sharp)
+    return F.l1_loss(M_R(deblurred), blurred) + sharp_weight * F.l1_loss(M_R(deblurred_sharp), deblurred_sharp)
 
 
 def supervised_reblur_loss(M_R: nn.Module, deblurred: torch.Tensor, sharp: torch.Tensor) -> torch.Tensor:
