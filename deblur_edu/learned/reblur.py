@@ -46,6 +46,8 @@ from .unet import ResBlock, UNet
 
 ADAPT_PARAMETERS = ("all", "decoder", "head")
 SCHEDULES = ("joint", "alternate")
+REBLURRER_SHAPES = ("resnet", "unet")
+PARTS = ("deblurrer", "reblurrer")
 
 
 class Reblurrer(nn.Module):
@@ -102,6 +104,32 @@ def self_supervised_reblur_loss(M_R: nn.Module, deblurred: torch.Tensor) -> torc
     return F.l1_loss(M_R(deblurred), deblurred.detach())
 
 
+def shipped_part(name: str, part: str, like: nn.Module) -> nn.Module:
+    """``like`` (a freshly built deblurrer or reblurrer) with the weights of that part of the
+    shipped chapter-5 checkpoint ``name`` (hash-verified); the architectures must agree."""
+    from ..methods import load_shipped
+
+    source = getattr(load_shipped(name, "reblur"), part)
+    if source is None:
+        raise ValueError(f"the checkpoint {name} has no {part}; pick one that trained it.")
+    try:
+        like.load_state_dict(source.state_dict())
+    except RuntimeError as err:
+        raise ValueError(f"the {part} of the checkpoint {name} does not fit this config's {part} "
+                         f"(width, levels, blocks, shape): make them agree.\n{err}") from None
+    return like
+
+
+def build_reblurrer(shape: str, channels: int, features: int, blocks: int) -> nn.Module:
+    """``M_R`` of the chapter's shape (``resnet``: :class:`Reblurrer`) or a 2-level :class:`~.unet.UNet`
+    (``unet``: already of the form ``z + U(z)``, with a window wider than the blur)."""
+    if shape not in REBLURRER_SHAPES:
+        raise ValueError(f"unknown reblurrer shape {shape!r}; choose one of {REBLURRER_SHAPES}.")
+    if shape == "unet":
+        return UNet(channels, features, levels=2, blocks=blocks)
+    return Reblurrer(channels, features, blocks)
+
+
 class ReblurDeblurrer(nn.Module):
     """The pair trained together: the blind deblurrer ``M_D`` (a :class:`~.unet.UNet`) and,
     when ``reblur_weight > 0``, the reblurring module ``M_R``. Calling it deblurs.
@@ -114,6 +142,12 @@ class ReblurDeblurrer(nn.Module):
             without influencing it — an independent judge for evaluation.
         reblur_features, reblur_blocks: ``M_R``'s size.
         schedule: ``"joint"`` or ``"alternate"`` (module docstring).
+        reblurrer_shape: ``"resnet"`` (the paper's) or ``"unet"`` (:func:`build_reblurrer`).
+        deblurrer_from, reblurrer_from: names of shipped chapter-5 checkpoints whose ``M_D`` or
+            ``M_R`` this one starts from (None: random).
+        frozen: ``"deblurrer"`` or ``"reblurrer"``: that network keeps its weights. A frozen
+            ``M_D`` trains ``M_R`` alone against a finished deblurrer; a frozen ``M_R``
+            is a fixed critic for the deblurrer's supervised reblurring loss.
 
     Example:
         >>> pair = ReblurDeblurrer(width=4, levels=1, reblur_weight=1.0, reblur_features=4)
@@ -125,10 +159,13 @@ class ReblurDeblurrer(nn.Module):
 
     def __init__(self, channels: int = 1, width: int = 16, levels: int = 2, blocks: int = 1,
                  reblur_weight: float = 0.0, reblurrer: bool | None = None, reblur_features: int = 32,
-                 reblur_blocks: int = 2, schedule: str = "joint"):
+                 reblur_blocks: int = 2, schedule: str = "joint", reblurrer_shape: str = "resnet",
+                 deblurrer_from: str | None = None, reblurrer_from: str | None = None, frozen: str | None = None):
         super().__init__()
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES}.")
+        if frozen is not None and frozen not in PARTS:
+            raise ValueError(f"frozen must be None or one of {PARTS}, got {frozen!r}.")
         if reblur_weight < 0:
             raise ValueError(f"reblur_weight must be >= 0, got {reblur_weight}.")
         if reblurrer is False and reblur_weight > 0:
@@ -136,7 +173,18 @@ class ReblurDeblurrer(nn.Module):
         self.channels, self.reblur_weight = channels, reblur_weight
         self.deblurrer = UNet(channels, width, levels, blocks)
         with_reblurrer = reblur_weight > 0 if reblurrer is None else reblurrer
-        self.reblurrer = Reblurrer(channels, reblur_features, reblur_blocks) if with_reblurrer else None
+        self.reblurrer = build_reblurrer(reblurrer_shape, channels, reblur_features, reblur_blocks) if with_reblurrer else None
+        if frozen is not None and self.reblurrer is None:
+            raise ValueError(f"frozen={frozen!r} needs the reblurring module: set reblur_weight > 0 or reblurrer=True.")
+        if reblurrer_from is not None and self.reblurrer is None:
+            raise ValueError("reblurrer_from needs the reblurring module: set reblur_weight > 0 or reblurrer=True.")
+        if deblurrer_from is not None:
+            shipped_part(deblurrer_from, "deblurrer", self.deblurrer)
+        if reblurrer_from is not None:
+            shipped_part(reblurrer_from, "reblurrer", self.reblurrer)
+        self.frozen = frozen
+        if frozen is not None:
+            getattr(self, frozen).requires_grad_(False)
         self.schedule = schedule
         if schedule == "alternate":
             if self.reblurrer is None:
@@ -157,7 +205,7 @@ class ReblurDeblurrer(nn.Module):
 def reblur_training_loss(model: ReblurDeblurrer, blurred: torch.Tensor, sharp: torch.Tensor) -> torch.Tensor:
     """``‖L̂ − S‖₁ + w·L_R`` for ``M_D`` plus ``L_blur + L_sharp`` for ``M_R`` (see the module
     docstring for how one step updates both); with ``schedule="alternate"``, only one of the
-    two, in turn (``M_R`` first)."""
+    two, in turn (``M_R`` first); a ``frozen`` network's loss is left out."""
     M_R = model.reblurrer
     if M_R is None:
         return F.l1_loss(model.deblurrer(blurred), sharp)
@@ -166,6 +214,7 @@ def reblur_training_loss(model: ReblurDeblurrer, blurred: torch.Tensor, sharp: t
         train_R = int(model.updates) % 2 == 0
         train_D = not train_R
         model.updates += 1
+    train_D, train_R = train_D and model.frozen != "deblurrer", train_R and model.frozen != "reblurrer"
     loss = torch.zeros((), device=blurred.device)
     with torch.set_grad_enabled(train_D and torch.is_grad_enabled()):
         deblurred = model.deblurrer(blurred)
