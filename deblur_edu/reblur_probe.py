@@ -24,7 +24,8 @@ rebuilds (:func:`~deblur_edu.learned.reblur.reblur_module_loss`). The reblur gap
 ``‖M_R(z) − z‖₁`` are printed on the sharp image ``S``, the blurry ``B``, the deblurred
 ``L̂ = M_D(B)`` and the deblurred sharp image ``M_D(S)``. A module that learned to amplify the
 blur *left in* ``L̂`` changes ``L̂`` clearly more than ``M_D(S)``; one that blurs whatever it
-sees changes both alike.
+sees changes both alike. The trained modules of shipped checkpoints (``--shipped``: the
+critic ``reblur-module-cpu`` and the judge ``reblur-judge``) are measured the same way.
 
     python -m deblur_edu.reblur_probe --steps 600 --json benchmarks/reblur_probe.json
 """
@@ -110,10 +111,26 @@ def probe(M_D: nn.Module, recipe: dict, steps: int, shapes: list[str],
     return rows
 
 
+def measure_shipped(M_D: nn.Module, names: list[str], recipe: dict) -> list[dict]:
+    """:func:`measure` the reblurring modules of shipped chapter-5 checkpoints against ``M_D``, with
+    the recipe's noise and without."""
+    from .methods import load_shipped
+
+    rows = []
+    for name in names:
+        M_R = load_shipped(name, "reblur").reblurrer
+        for sigma_max in (recipe["sigma_range"][1], 0.0):
+            rows.append({"shape": name, "sigma_max": sigma_max,
+                         **measure(M_D, M_R, {**recipe, "sigma_range": [0.0, sigma_max]})})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m deblur_edu.reblur_probe", description=__doc__.split("\n")[0])
     p.add_argument("--steps", type=int, default=600)
     p.add_argument("--deblurrer", default="reblur-l1-cpu", help="shipped checkpoint whose M_D is frozen")
+    p.add_argument("--shipped", default="reblur-module-cpu,reblur-judge",
+                   help="shipped checkpoints whose trained M_R is measured too (comma-separated; '' for none)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     from .methods import load_shipped
@@ -121,15 +138,17 @@ def main(argv: list[str] | None = None) -> int:
     M_D = load_shipped(args.deblurrer, "reblur").deblurrer
     recipe = load_config("reblur", "cpu")["data"]
     rows = probe(M_D, recipe, args.steps, list(SHAPES))
+    shipped = measure_shipped(M_D, [n for n in args.shipped.split(",") if n], recipe)
     print("gaps ‖M_R(z) − z‖₁ × 10³ on z = S, B, L̂ = M_D(B), M_D(S)")
-    print(f"{'M_R':<8}{'σ max':>6}{'w':>6}{'weights':>9}{'L_blur':>9}{'identity':>10}{'ratio':>7}"
+    print(f"{'M_R':<18}{'σ max':>6}{'w':>6}{'L_blur':>9}{'identity':>10}{'ratio':>7}"
           f"{'S':>7}{'B':>7}{'L̂':>7}{'M_D(S)':>8}")
-    for r in rows:
-        print(f"{r['shape']:<8}{r['sigma_max']:>6.2f}{r['sharp_weight']:>6.2f}{r['weights']:>9,}{r['L_blur']:>9.5f}"
+    for r in rows + shipped:
+        w = f"{r['sharp_weight']:>6.2f}" if "sharp_weight" in r else f"{'':>6}"
+        print(f"{r['shape']:<18}{r['sigma_max']:>6.2f}{w}{r['L_blur']:>9.5f}"
               f"{r['L_blur_identity']:>10.5f}{r['ratio']:>7.3f}{1e3 * r['gap_sharp']:>7.2f}{1e3 * r['gap_blurred']:>7.2f}"
               f"{1e3 * r['gap_deblurred']:>7.2f}{1e3 * r['gap_deblurred_sharp']:>8.2f}")
     if args.json:
-        out = {"deblurrer": args.deblurrer, "recipe": recipe, "rows": rows,
+        out = {"deblurrer": args.deblurrer, "recipe": recipe, "rows": rows, "shipped": shipped,
                "environment": {"torch": torch.__version__, "threads": torch.get_num_threads()}}
         Path(args.json).write_text(json.dumps(out, indent=1))
         print(f"wrote {args.json}")

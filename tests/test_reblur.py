@@ -207,3 +207,53 @@ def test_reblur_module_loss_weighs_the_sharp_term():
     assert torch.allclose(reblur_module_loss(M_R, deblurred, blurred, deblurred_sharp), blur_term + sharp_term)
     assert torch.allclose(reblur_module_loss(M_R, deblurred, blurred, deblurred_sharp, 0.25), blur_term + 0.25 * sharp_term)
     assert torch.allclose(reblur_module_loss(M_R, deblurred, blurred, deblurred_sharp, 0.0), blur_term)
+
+
+def one_training_step(model: ReblurDeblurrer) -> None:
+    optimiser = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model(images(1, 2, 16), sharp=images(2, 2, 16)).backward()
+    optimiser.step()
+
+
+@pytest.mark.parametrize("part", ["deblurrer", "reblurrer"])
+def test_a_frozen_network_keeps_its_weights_and_the_other_learns(part):
+    torch.manual_seed(0)
+    model = ReblurDeblurrer(width=4, levels=1, reblur_weight=1.0, reblur_features=4, reblur_blocks=1, frozen=part)
+    other = "reblurrer" if part == "deblurrer" else "deblurrer"
+    before = {name: [p.clone() for p in getattr(model, name).parameters()] for name in ("deblurrer", "reblurrer")}
+    one_training_step(model)
+    assert all(torch.equal(a, b) for a, b in zip(before[part], getattr(model, part).parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(before[other], getattr(model, other).parameters()))
+
+
+def test_the_unet_reblurrer_has_the_module_form():
+    torch.manual_seed(0)
+    model = ReblurDeblurrer(width=4, levels=1, reblurrer=True, reblurrer_shape="unet", reblur_features=4, reblur_blocks=1)
+    assert isinstance(model.reblurrer, UNet) and model.reblurrer.levels == 2
+    torch.nn.init.zeros_(model.reblurrer.head.weight)
+    torch.nn.init.zeros_(model.reblurrer.head.bias)
+    z = images(3, 2, 20)
+    assert torch.equal(model.reblurrer(z), z)  # z + U(z) with U = 0 is the identity
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"frozen": "both"}, "frozen must be None"),
+    ({"frozen": "reblurrer"}, "needs the reblurring module"),
+    ({"reblurrer_from": "reblur-cpu"}, "needs the reblurring module"),
+    ({"reblurrer": True, "reblurrer_shape": "vit"}, "unknown reblurrer shape"),
+])
+def test_bad_reblur_options_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ReblurDeblurrer(width=4, levels=1, **kwargs)
+
+
+def test_starting_from_a_shipped_checkpoint_copies_its_weights():
+    from deblur_edu.methods import load_shipped
+
+    model = ReblurDeblurrer(width=16, levels=3, blocks=1, deblurrer_from="reblur-l1-cpu")
+    shipped = load_shipped("reblur-l1-cpu", "reblur").deblurrer
+    assert all(torch.equal(a, b) for a, b in zip(model.deblurrer.state_dict().values(), shipped.state_dict().values()))
+    with pytest.raises(ValueError, match="does not fit"):
+        ReblurDeblurrer(width=8, levels=3, blocks=1, deblurrer_from="reblur-l1-cpu")
+    with pytest.raises(ValueError, match="has no reblurrer"):
+        ReblurDeblurrer(width=16, levels=3, reblurrer=True, reblurrer_from="reblur-l1-cpu")

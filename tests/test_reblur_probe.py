@@ -63,3 +63,12 @@ def test_the_sharp_term_weight_is_passed_to_the_module_loss():
         train_reblurrer(M_D, M_R, TINY, steps=1, batch_size=2, sharp_weight=w)
         weights.append(torch.cat([p.flatten() for p in M_R.parameters()]))
     assert not torch.equal(*weights)
+
+
+def test_shipped_modules_are_measured_with_and_without_noise():
+    from deblur_edu.reblur_probe import measure_shipped
+
+    torch.manual_seed(0)
+    rows = measure_shipped(UNet(1, 4, 1).eval(), ["reblur-judge"], TINY)
+    assert [(r["shape"], r["sigma_max"]) for r in rows] == [("reblur-judge", 0.02), ("reblur-judge", 0.0)]
+    assert all(0 < r["ratio"] < 10 and r["gap_deblurred_sharp"] >= 0 for r in rows)
