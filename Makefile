@@ -15,7 +15,7 @@ ifneq ($(wildcard ../shared/data),)
 export DEBLUR_EDU_DATA ?= $(abspath ../shared/data)
 endif
 
-.PHONY: setup assets book bench test tune rgdn-checkpoint deq-checkpoints reblur-checkpoints adarevd-checkpoint compare clean
+.PHONY: setup assets book bench test tune rgdn-checkpoint deq-checkpoints reblur-checkpoints reblur-copy adarevd-checkpoint compare clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -88,18 +88,19 @@ deq-checkpoints: setup
 	$(PY) -m deblur_edu.checkpoints deblur_edu/weights/feedforward-cpu benchmarks/deq.json --method feedforward
 	$(PY) -m deblur_edu.backward_cost --checkpoint deq-jfb-cpu --json benchmarks/deq_cost.json
 
-# chapter 5: the L1 U-Net (with snapshots), the L1 + reblur U-Net with its M_R, and the
-# independent judge (other seed, other data), side by side on one CPU thread each
-REBLUR_RUNS := reblur-cpu-l1:reblur-l1-cpu reblur-cpu:reblur-cpu reblur-judge:reblur-judge
+# chapter 5, in three stages (each needs the weights of the one before): the L1 U-Net (with
+# snapshots) and the independent judge (other seed, other data), side by side on one CPU thread
+# each; then the reblurring module M_R, trained alone against the frozen L1 U-Net; then the
+# L1 + reblur U-Net, with that M_R as a frozen critic
 reblur-checkpoints: setup
 	OMP_NUM_THREADS=1 $(PY) -m deblur_edu.train reblur --config cpu-l1 --resume --no-progress & \
-	OMP_NUM_THREADS=1 $(PY) -m deblur_edu.train reblur --config cpu --resume --no-progress & \
 	OMP_NUM_THREADS=1 $(PY) -m deblur_edu.train reblur --config judge --resume --no-progress & \
 	wait
-	mkdir -p deblur_edu/weights
-	for pair in $(REBLUR_RUNS); do run=$${pair%%:*}; name=$${pair##*:}; \
-	  cp runs/$$run/model.pt deblur_edu/weights/$$name.pt; cp runs/$$run/model.json deblur_edu/weights/$$name.json; \
-	  cp runs/$$run/log.jsonl benchmarks/$$name-log.jsonl; done
+	$(MAKE) reblur-copy RUNS="reblur-cpu-l1:reblur-l1-cpu reblur-judge:reblur-judge"
+	$(PY) -m deblur_edu.train reblur --config module --resume --no-progress
+	$(MAKE) reblur-copy RUNS="reblur-module:reblur-module-cpu"
+	$(PY) -m deblur_edu.train reblur --config cpu --resume --no-progress
+	$(MAKE) reblur-copy RUNS="reblur-cpu:reblur-cpu"
 	$(PY) -m deblur_edu.bench --methods tv,reblur-l1,reblur --json benchmarks/reblur_bench.json --no-speed
 	$(PY) -m deblur_edu.checkpoints deblur_edu/weights/reblur-l1-cpu benchmarks/reblur_bench.json --method reblur-l1
 	$(PY) -m deblur_edu.checkpoints deblur_edu/weights/reblur-cpu benchmarks/reblur_bench.json --method reblur
@@ -107,7 +108,14 @@ reblur-checkpoints: setup
 	@echo "REBLUR_TTA in deblur_edu/methods.py must carry the chosen lr (tests/test_shipped_reblur.py checks it)"
 	$(PY) -m deblur_edu.reblur_eval --snapshots runs/reblur-cpu-l1 --json benchmarks/reblur.json --readme README.md --record \
 	  --tta-lr $$($(PY) -c "import json; print(json.load(open('benchmarks/reblur_tta_tune.json'))['chosen_lr'])")
-	$(PY) -m deblur_edu.reblur_probe --steps 600 --json benchmarks/reblur_probe.json
+	$(PY) -m deblur_edu.reblur_probe --steps 600 --json benchmarks/reblur_probe.json --record
+
+# copy finished runs (RUNS: run:name pairs) to the shipped weights and their logs to benchmarks/
+reblur-copy:
+	mkdir -p deblur_edu/weights
+	for pair in $(RUNS); do run=$${pair%%:*}; name=$${pair##*:}; \
+	  cp runs/$$run/model.pt deblur_edu/weights/$$name.pt; cp runs/$$run/model.json deblur_edu/weights/$$name.json; \
+	  cp runs/$$run/log.jsonl benchmarks/$$name-log.jsonl; done
 
 # chapter 6: four reversible sub-decoders + a degradation classifier on the frozen encoder of
 # chapter 5's L1 U-Net (needs deblur_edu/weights/reblur-l1-cpu); copy, then measure peak training

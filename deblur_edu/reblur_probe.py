@@ -125,6 +125,19 @@ def measure_shipped(M_D: nn.Module, names: list[str], recipe: dict) -> list[dict
     return rows
 
 
+def record_module(rows: list[dict], name: str) -> None:
+    """Write what the probe measured of the shipped module ``name`` into its metadata (``metrics``)."""
+    from .checkpoints import git_commit, load_metadata
+    from .methods import WEIGHTS_DIR
+
+    path = WEIGHTS_DIR / f"{name}.json"
+    meta = load_metadata(path)
+    meta["metrics"] = {"probe": [r for r in rows if r["shape"] == name], "against": "reblur-l1-cpu",
+                       "source": "python -m deblur_edu.reblur_probe --record (benchmarks/reblur_probe.json)",
+                       "commit": git_commit()}
+    path.write_text(json.dumps(meta, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m deblur_edu.reblur_probe", description=__doc__.split("\n")[0])
     p.add_argument("--steps", type=int, default=600)
@@ -132,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shipped", default="reblur-module-cpu,reblur-judge",
                    help="shipped checkpoints whose trained M_R is measured too (comma-separated; '' for none)")
     p.add_argument("--json", default=None)
+    p.add_argument("--record", action="store_true", help="write the measurement of reblur-module-cpu into its metadata")
     args = p.parse_args(argv)
     from .methods import load_shipped
 
@@ -152,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
                "environment": {"torch": torch.__version__, "threads": torch.get_num_threads()}}
         Path(args.json).write_text(json.dumps(out, indent=1))
         print(f"wrote {args.json}")
+    if args.record:
+        record_module(shipped, "reblur-module-cpu")
+        print("recorded the probe of reblur-module-cpu in its metadata")
     return 0
 
 
