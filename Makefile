@@ -90,8 +90,8 @@ deq-checkpoints: setup
 
 # chapter 5, in three stages (each needs the weights of the one before): the L1 U-Net (with
 # snapshots) and the independent judge (other seed, other data), side by side on one CPU thread
-# each; then the reblurring module M_R, trained alone against the frozen L1 U-Net; then the
-# L1 + reblur U-Net, with that M_R as a frozen critic
+# each; then the reblurring module M_R, trained alone against the frozen L1 U-Net; then the L1
+# U-Net fine-tuned with L1 + reblurring loss (that M_R a frozen critic) and, as its control, with L1 alone
 reblur-checkpoints: setup
 	OMP_NUM_THREADS=1 $(PY) -m deblur_edu.train reblur --config cpu-l1 --resume --no-progress & \
 	OMP_NUM_THREADS=1 $(PY) -m deblur_edu.train reblur --config judge --resume --no-progress & \
@@ -99,10 +99,13 @@ reblur-checkpoints: setup
 	$(MAKE) reblur-copy RUNS="reblur-cpu-l1:reblur-l1-cpu reblur-judge:reblur-judge"
 	$(PY) -m deblur_edu.train reblur --config module --resume --no-progress
 	$(MAKE) reblur-copy RUNS="reblur-module:reblur-module-cpu"
-	$(PY) -m deblur_edu.train reblur --config cpu --resume --no-progress
-	$(MAKE) reblur-copy RUNS="reblur-cpu:reblur-cpu"
-	$(PY) -m deblur_edu.bench --methods tv,reblur-l1,reblur --json benchmarks/reblur_bench.json --no-speed
+	OMP_NUM_THREADS=1 $(PY) -m deblur_edu.train reblur --config cpu --resume --no-progress & \
+	OMP_NUM_THREADS=1 $(PY) -m deblur_edu.train reblur --config l1-ft --resume --no-progress & \
+	wait
+	$(MAKE) reblur-copy RUNS="reblur-cpu:reblur-cpu reblur-l1-ft:reblur-l1-ft-cpu"
+	$(PY) -m deblur_edu.bench --methods tv,reblur-l1,reblur-l1-ft,reblur --json benchmarks/reblur_bench.json --no-speed
 	$(PY) -m deblur_edu.checkpoints deblur_edu/weights/reblur-l1-cpu benchmarks/reblur_bench.json --method reblur-l1
+	$(PY) -m deblur_edu.checkpoints deblur_edu/weights/reblur-l1-ft-cpu benchmarks/reblur_bench.json --method reblur-l1-ft
 	$(PY) -m deblur_edu.checkpoints deblur_edu/weights/reblur-cpu benchmarks/reblur_bench.json --method reblur
 	$(PY) -m deblur_edu.reblur_eval --split tune --tta-sweep 1e-5,3e-5,1e-4,3e-4 --json benchmarks/reblur_tta_tune.json
 	@echo "REBLUR_TTA in deblur_edu/methods.py must carry the chosen lr (tests/test_shipped_reblur.py checks it)"

@@ -30,14 +30,15 @@ from .runtime import pick_device, write_json
 COMPARED = {
     "blurred": 1, "inverse": 2, "wiener": 2, "wiener-taper": 2, "rl-30": 2, "tv-circular": 2, "tv": 2, "hyper-laplacian": 2,
     "rgdn": 3, "deq-jfb": 4, "deq-implicit": 4,
-    "reblur-l1": 5, "reblur": 5, "reblur-tta": 5, "adarevd": 6,
+    "reblur-l1": 5, "reblur-l1-ft": 5, "reblur": 5, "reblur-tta": 5, "adarevd": 6,
 }
 #: quick mode: fast methods of every chapter, one image, two kernels, small crops
 QUICK = ("blurred", "wiener-taper", "tv", "rgdn", "reblur-l1", "adarevd")
-#: the chapter-6 model's frozen encoder is the chapter-5 checkpoint: its training counts too
-ENCODER_OF = {"adarevd-cpu": "reblur-l1-cpu"}
+#: checkpoints built on others (chapter 6's frozen encoder; chapter 5's fine-tuned L1 U-Net and its
+#: critic): their training counts too
+ENCODER_OF = {"adarevd-cpu": ["reblur-l1-cpu"], "reblur-cpu": ["reblur-l1-cpu", "reblur-module-cpu"]}
 #: the model name under which each checkpoint is built (see :data:`deblur_edu.train.MODELS`)
-MODEL_OF = {"rgdn-cpu": "rgdn", "deq-jfb-cpu": "deq", "deq-implicit-cpu": "deq", "reblur-l1-cpu": "reblur",
+MODEL_OF = {"rgdn-cpu": "rgdn", "deq-jfb-cpu": "deq", "deq-implicit-cpu": "deq", "reblur-l1-cpu": "reblur", "reblur-l1-ft-cpu": "reblur",
             "reblur-cpu": "reblur", "adarevd-cpu": "adarevd"}
 
 
@@ -57,11 +58,11 @@ def inference_parameters(model: torch.nn.Module, method: str) -> int:
 
 
 def training_cost(checkpoint: str) -> dict:
-    """Minutes of training (with the frozen encoder's, where there is one), steps and device."""
+    """Minutes of training (with those of the checkpoints it is built on), steps and device."""
     meta = load_metadata(WEIGHTS_DIR / f"{checkpoint}.pt")
     minutes = meta["training"]["wall_seconds"] / 60
-    if checkpoint in ENCODER_OF:
-        minutes += load_metadata(WEIGHTS_DIR / f"{ENCODER_OF[checkpoint]}.pt")["training"]["wall_seconds"] / 60
+    for base in ENCODER_OF.get(checkpoint, []):
+        minutes += load_metadata(WEIGHTS_DIR / f"{base}.pt")["training"]["wall_seconds"] / 60
     return {"minutes": minutes, "steps": meta["training"]["steps"], "device": meta["training"]["device"]}
 
 

@@ -11,7 +11,7 @@ from deblur_edu.kernels import motion
 from deblur_edu.methods import WEIGHTS_DIR, get_method, load_shipped
 
 ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = ["reblur-l1-cpu", "reblur-cpu", "reblur-judge", "reblur-module-cpu"]
+SHIPPED = ["reblur-l1-cpu", "reblur-cpu", "reblur-judge", "reblur-module-cpu", "reblur-l1-ft-cpu"]
 
 
 def meta(name: str) -> dict:
@@ -29,11 +29,16 @@ def test_shipped_checkpoint_has_metadata_and_loads(name):
 
 
 def test_the_models_are_what_their_names_say():
-    l1, rb, judge, module = (meta(n)["config"] for n in SHIPPED)
+    l1, rb, judge, module, control = (meta(n)["config"] for n in SHIPPED)
     assert l1["model"]["reblur_weight"] == 0 and load_shipped("reblur-l1-cpu", "reblur").reblurrer is None
     assert rb["model"]["reblur_weight"] > 0 and load_shipped("reblur-cpu", "reblur").reblurrer is not None
-    # same network, data, seed and schedule: the reblurring loss is the only difference
-    assert l1["data"] == rb["data"] and l1["train"] == {**rb["train"], "snapshot_every": l1["train"]["snapshot_every"]}
+    # reblur and its control: the same L1 U-Net fine-tuned with the same data, seed and schedule;
+    # the reblurring loss (and its frozen critic) is the only difference
+    assert rb["model"]["deblurrer_from"] == control["model"]["deblurrer_from"] == "reblur-l1-cpu"
+    assert rb["data"] == control["data"] and rb["train"] == control["train"]
+    assert control["model"]["reblur_weight"] == 0 and load_shipped("reblur-l1-ft-cpu", "reblur").reblurrer is None
+    deblurrer_only = lambda m: {k: v for k, v in m.items() if not k.startswith("reblur") and k != "frozen"}
+    assert deblurrer_only(rb["model"]) == deblurrer_only(control["model"])
     assert {k: l1["model"][k] for k in ("width", "levels", "blocks")} == {k: rb["model"][k] for k in ("width", "levels", "blocks")}
     # the judge: another seed, other data, and it never shaped its deblurrer
     assert judge["model"]["reblur_weight"] == 0 and judge["model"]["reblurrer"] is True
@@ -63,7 +68,7 @@ def test_the_critic_learned_to_reblur_what_the_deblurrer_left():
     assert [r for r in probe["shipped"] if r["shape"] == "reblur-module-cpu"] == rows
 
 
-@pytest.mark.parametrize("method", ["reblur-l1", "reblur", "reblur-tta"])
+@pytest.mark.parametrize("method", ["reblur-l1", "reblur-l1-ft", "reblur", "reblur-tta"])
 def test_shipped_methods_deblur(method):
     y = torch.rand(2, 1, 40, 40)
     out = get_method(method)(y, motion(7, 10), 0.01, {})
