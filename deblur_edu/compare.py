@@ -36,10 +36,11 @@ COMPARED = {
 QUICK = ("blurred", "wiener-taper", "tv", "rgdn", "reblur-l1", "adarevd")
 #: checkpoints built on others (chapter 6's frozen encoder; chapter 5's fine-tuned L1 U-Net and its
 #: critic): their training counts too
-ENCODER_OF = {"adarevd-cpu": ["reblur-l1-cpu"], "reblur-cpu": ["reblur-l1-cpu", "reblur-module-cpu"]}
+ENCODER_OF = {"adarevd-cpu": ["reblur-l1-cpu"], "reblur-cpu": ["reblur-l1-cpu", "reblur-module-cpu"],
+              "reblur-l1-ft-cpu": ["reblur-l1-cpu"]}
 #: the model name under which each checkpoint is built (see :data:`deblur_edu.train.MODELS`)
-MODEL_OF = {"rgdn-cpu": "rgdn", "deq-jfb-cpu": "deq", "deq-implicit-cpu": "deq", "reblur-l1-cpu": "reblur", "reblur-l1-ft-cpu": "reblur",
-            "reblur-cpu": "reblur", "adarevd-cpu": "adarevd"}
+MODEL_OF = {"rgdn-cpu": "rgdn", "deq-jfb-cpu": "deq", "deq-implicit-cpu": "deq", "reblur-l1-cpu": "reblur",
+            "reblur-l1-ft-cpu": "reblur", "reblur-cpu": "reblur", "adarevd-cpu": "adarevd"}
 
 
 def inference_parameters(model: torch.nn.Module, method: str) -> int:

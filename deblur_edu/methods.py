@@ -157,7 +157,7 @@ def _shipped(name: str, model_name: str):
 #: test-time adaptation of the chapter-5 deblurrer (Nah et al. 2022); the learning rate is the one
 #: ``python -m deblur_edu.reblur_eval --split tune --tta-sweep ...`` chose on the *tune* split
 #: (benchmarks/reblur_tta_tune.json; tests/test_shipped_reblur.py keeps the two equal)
-REBLUR_TTA = {"steps": 5, "lr": 1e-4, "parameters": "all"}
+REBLUR_TTA = {"steps": 5, "lr": 3e-5, "parameters": "all"}
 
 
 def _reblur_tta(y, k, sigma, weight, defaults):

@@ -57,3 +57,13 @@ def test_the_readme_table_is_the_shipped_comparison():
 def test_an_unknown_method_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown method"):
         compare.main(["--quick", "--methods", "nope"])
+
+
+def test_training_cost_counts_the_checkpoints_a_model_is_built_on():
+    from deblur_edu.checkpoints import load_metadata
+    from deblur_edu.methods import WEIGHTS_DIR
+
+    own = lambda name: load_metadata(WEIGHTS_DIR / f"{name}.pt")["training"]["wall_seconds"] / 60
+    total = compare.training_cost("reblur-cpu")["minutes"]
+    assert abs(total - (own("reblur-cpu") + own("reblur-l1-cpu") + own("reblur-module-cpu"))) < 1e-9
+    assert compare.training_cost("reblur-l1-cpu")["minutes"] == own("reblur-l1-cpu")

@@ -19,9 +19,9 @@ TINY = {"channels": 1, "width": 4, "levels": 1, "blocks": 1, "reblur_features": 
 
 @pytest.fixture
 def tiny_weights(tmp_path, monkeypatch):
-    """Untrained stand-ins for the three shipped chapter-5 checkpoints, in a private weights folder."""
-    for name, extra in [("reblur-l1-cpu", {"reblur_weight": 0.0}), ("reblur-cpu", {"reblur_weight": 1.0}),
-                        ("reblur-judge", {"reblur_weight": 0.0, "reblurrer": True})]:
+    """Untrained stand-ins for the shipped chapter-5 checkpoints that grading uses, in a private weights folder."""
+    for name, extra in [("reblur-l1-cpu", {"reblur_weight": 0.0}), ("reblur-l1-ft-cpu", {"reblur_weight": 0.0}),
+                        ("reblur-cpu", {"reblur_weight": 1.0}), ("reblur-judge", {"reblur_weight": 0.0, "reblurrer": True})]:
         torch.manual_seed(len(name))
         cfg = {**TINY, **extra}
         save_model(tmp_path / name, ReblurDeblurrer(**cfg), {"config": {"model": cfg}})
@@ -115,16 +115,19 @@ def test_the_command_writes_table_trend_tta_and_readme(tiny_weights, tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- reblur:start -->\nold\n<!-- reblur:end -->\nrest\n")
     out = tmp_path / "reblur.json"
-    reblur_eval.main(["--split", "tune", "--crop", "48", "--table", "wiener-taper,reblur-l1,reblur",
+    reblur_eval.main(["--split", "tune", "--crop", "48", "--table", "wiener-taper,reblur-l1,reblur-l1-ft,reblur",
                       "--tta-steps", "2", "--json", str(out), "--readme", str(readme), "--record"])
     res = json.loads(out.read_text())
     names = [r["name"] for r in res["results"]]
-    assert names == ["blurred", "wiener-taper", "reblur-l1", "reblur"]
-    assert len(res["trend"]["points"]) == 3 and -1 <= res["trend"]["spearman"] <= 1
+    assert names == ["blurred", "wiener-taper", "reblur-l1", "reblur-l1-ft", "reblur"]
+    assert len(res["trend"]["points"]) == 4 and -1 <= res["trend"]["spearman"] <= 1
     assert res["tta"]["cases"] == res["setting"]["cases"] == len(res["tta"]["per_case"])
     # the guard's bound: the kept output's loss is at most (1 + tolerance) = 2 times the loss before adaptation
     assert all(0 <= c["own_loss"][1] <= 2 * c["own_loss"][0] for c in res["tta"]["per_case"])
     assert set(res["acceptance"]) >= {"psnr_drop", "sharper_blur_effect", "smaller_reblur_gap"}
+    # graded against its control (the same fine-tuning without the reblurring loss), not the L1 base
+    by_name = {r["name"]: r for r in res["results"]}
+    assert res["acceptance"]["psnr_drop"] == by_name["reblur-l1-ft"]["psnr"] - by_name["reblur"]["psnr"]
     meta = json.loads((tiny_weights / "reblur-judge.json").read_text())
     assert meta["metrics"]["judge"] == res["judge"] and set(res["judge"]) == {"reblur_gap_sharp", "reblur_gap_blurred"}
     text = readme.read_text()
