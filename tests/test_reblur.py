@@ -126,10 +126,11 @@ def test_the_guard_stops_a_diverging_adaptation_and_keeps_the_output_from_before
     torch.manual_seed(0)
     M_D, M_R = UNet(width=4, levels=1), Reblurrer(features=4, blocks=1)
     y = images(5, n=1)
-    x_hat, info = adapt_at_test_time(M_D, M_R, y, steps=20, lr=10.0)  # absurd step: the loss explodes
-    assert "diverged" in info.stopped
-    assert info.losses[-1] > 2 * info.losses[0] and len(info.losses) == info.kept_step + 2
-    assert all(v <= 2 * info.losses[0] for v in info.losses[: info.kept_step + 1])
+    # a tight tolerance: the loss may exceed its start by 1 % only; a large step soon breaks that
+    x_hat, info = adapt_at_test_time(M_D, M_R, y, steps=20, lr=1e-3, tolerance=0.01)
+    assert info.stopped.startswith("loss diverged")
+    assert info.losses[-1] > 1.01 * info.losses[0] and len(info.losses) == info.kept_step + 2
+    assert all(v <= 1.01 * info.losses[0] for v in info.losses[: info.kept_step + 1])
     if info.kept_step == 0:
         with torch.no_grad():
             assert torch.allclose(x_hat, M_D(y))
@@ -241,6 +242,7 @@ def test_the_unet_reblurrer_has_the_module_form():
     ({"frozen": "reblurrer"}, "needs the reblurring module"),
     ({"reblurrer_from": "reblur-cpu"}, "needs the reblurring module"),
     ({"reblurrer": True, "reblurrer_shape": "vit"}, "unknown reblurrer shape"),
+    ({"reblur_weight": 1.0, "frozen": "reblurrer", "schedule": "alternate"}, "with one frozen"),
 ])
 def test_bad_reblur_options_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -257,3 +259,15 @@ def test_starting_from_a_shipped_checkpoint_copies_its_weights():
         ReblurDeblurrer(width=8, levels=3, blocks=1, deblurrer_from="reblur-l1-cpu")
     with pytest.raises(ValueError, match="has no reblurrer"):
         ReblurDeblurrer(width=16, levels=3, reblurrer=True, reblurrer_from="reblur-l1-cpu")
+
+
+def test_the_guard_stops_when_the_output_is_no_longer_an_image():
+    """A U-Net reblurring module refuses inputs far outside [0, 1]; the guard must stop before that,
+    not crash: a wild learning rate sends the output to huge values within a step or two."""
+    torch.manual_seed(0)
+    M_D = UNet(1, 4, 1)
+    M_R = UNet(1, 4, levels=2)
+    y = images(4, 1, 16)
+    out, info = adapt_at_test_time(M_D, M_R, y, steps=5, lr=1e3)
+    assert "diverged" in info.stopped and info.kept_step < 5
+    assert torch.equal(out, M_D(y).detach()) if info.kept_step == 0 else out.abs().max() <= 2

@@ -28,6 +28,11 @@ optimiser step from one loss, with the gradients routed so that each network onl
 own objective: ``M_R`` is frozen inside the deblurrer's loss, and the deblurred images are
 detached inside ``M_R``'s loss (:func:`reblur_training_loss`). The two parameter sets are
 disjoint, so this is the alternating scheme with both halves computed at the same iterate.
+
+**In stages** (``frozen=``, ``deblurrer_from=``, ``reblurrer_from=``). Trained jointly on chapter 5's
+CPU budget, ``M_R`` stays at the identity (:mod:`deblur_edu.reblur_probe`). The chapter therefore
+trains ``M_R`` alone against a finished, frozen deblurrer first, then fine-tunes that deblurrer
+with ``M_R`` frozen as a fixed critic.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..validation import check_image, check_iterations, check_positive
+from ..validation import MAX_PLAUSIBLE_VALUE, check_image, check_iterations, check_positive
 from .unet import ResBlock, UNet
 
 ADAPT_PARAMETERS = ("all", "decoder", "head")
@@ -190,6 +195,8 @@ class ReblurDeblurrer(nn.Module):
             if self.reblurrer is None:
                 raise ValueError("schedule='alternate' alternates with the reblurring module: set reblur_weight > 0 "
                                  "or reblurrer=True.")
+            if frozen is not None:
+                raise ValueError("schedule='alternate' alternates two trained networks; with one frozen, use 'joint'.")
             self.register_buffer("updates", torch.zeros((), dtype=torch.long))  # saved: --resume keeps the parity
 
     def forward(self, y: torch.Tensor, k: torch.Tensor | None = None,
@@ -265,8 +272,9 @@ def adapt_at_test_time(M_D: UNet, M_R: nn.Module, y: torch.Tensor, steps: int = 
     which sharpens it. The measured loss may rise a little on the way.
 
     **Guard.** The loss is measured before every step. When it is no longer finite, or exceeds
-    ``(1 + tolerance)`` times its value before adaptation, adaptation has diverged: it stops
-    and returns the last output from before that point (at worst the unadapted one).
+    ``(1 + tolerance)`` times its value before adaptation, or the output is no longer an image
+    (non-finite, or beyond ``MAX_PLAUSIBLE_VALUE``), adaptation has diverged: it stops and
+    returns the last output from before that point (at worst the unadapted one).
 
     Returns:
         the deblurred images of the kept step, and :class:`AdaptInfo`.
@@ -281,6 +289,10 @@ def adapt_at_test_time(M_D: UNet, M_R: nn.Module, y: torch.Tensor, steps: int = 
     with frozen(M_R):
         for step in range(steps + 1):
             x_hat = model(y)
+            peak = float(x_hat.detach().abs().amax())
+            if not peak <= MAX_PLAUSIBLE_VALUE:  # NaN, Inf or far outside [0, 1]: no longer an image
+                info.stopped = f"output diverged (values up to {peak:.3g}): kept the output from before"
+                break
             loss = self_supervised_reblur_loss(M_R, x_hat)
             value = float(loss.detach())
             info.losses.append(value)
@@ -293,4 +305,6 @@ def adapt_at_test_time(M_D: UNet, M_R: nn.Module, y: torch.Tensor, steps: int = 
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
+    if kept is None:  # the unadapted output itself was no image: nothing better to return
+        kept = x_hat.detach()
     return kept, info
