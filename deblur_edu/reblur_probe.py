@@ -125,14 +125,18 @@ def measure_shipped(M_D: nn.Module, names: list[str], recipe: dict) -> list[dict
     return rows
 
 
-def record_module(rows: list[dict], name: str) -> None:
-    """Write what the probe measured of the shipped module ``name`` into its metadata (``metrics``)."""
+def record_module(rows: list[dict], name: str, deblurrer: str) -> None:
+    """Write what the probe measured of the shipped module ``name`` (against the shipped
+    ``deblurrer``) into its metadata (``metrics``)."""
     from .checkpoints import git_commit, load_metadata
     from .methods import WEIGHTS_DIR
 
+    measured = [r for r in rows if r["shape"] == name]
+    if not measured:
+        raise SystemExit(f"--record: {name} was not measured; keep it in --shipped.")
     path = WEIGHTS_DIR / f"{name}.json"
     meta = load_metadata(path)
-    meta["metrics"] = {"probe": [r for r in rows if r["shape"] == name], "against": "reblur-l1-cpu",
+    meta["metrics"] = {"probe": measured, "against": deblurrer,
                        "source": "python -m deblur_edu.reblur_probe --record (benchmarks/reblur_probe.json)",
                        "commit": git_commit()}
     path.write_text(json.dumps(meta, indent=2) + "\n")
@@ -167,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps(out, indent=1))
         print(f"wrote {args.json}")
     if args.record:
-        record_module(shipped, "reblur-module-cpu")
+        record_module(shipped, "reblur-module-cpu", args.deblurrer)
         print("recorded the probe of reblur-module-cpu in its metadata")
     return 0
 

@@ -1,5 +1,6 @@
 """The reblurring-module probe: its baseline is the identity's price, and it trains what it measures."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -72,3 +73,10 @@ def test_shipped_modules_are_measured_with_and_without_noise():
     rows = measure_shipped(UNet(1, 4, 1).eval(), ["reblur-judge"], TINY)
     assert [(r["shape"], r["sigma_max"]) for r in rows] == [("reblur-judge", 0.02), ("reblur-judge", 0.0)]
     assert all(0 < r["ratio"] < 10 and r["gap_deblurred_sharp"] >= 0 for r in rows)
+
+
+def test_recording_a_module_that_was_not_measured_is_a_clear_error():
+    from deblur_edu.reblur_probe import record_module
+
+    with pytest.raises(SystemExit, match="keep it in --shipped"):
+        record_module([], "reblur-module-cpu", "reblur-l1-cpu")
