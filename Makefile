@@ -15,7 +15,7 @@ ifneq ($(wildcard ../shared/data),)
 export DEBLUR_EDU_DATA ?= $(abspath ../shared/data)
 endif
 
-.PHONY: setup assets book bench test tune rgdn-checkpoint deq-checkpoints reblur-checkpoints reblur-copy adarevd-checkpoint compare clean
+.PHONY: setup assets book bench test tune rgdn-checkpoint deq-checkpoints reblur-checkpoints copy-runs adarevd-checkpoint compare clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -77,10 +77,7 @@ deq-checkpoints: setup
 	OMP_NUM_THREADS=1 $(PY) -m deblur_edu.train deq --config cpu --backward implicit-anderson --resume --no-progress & \
 	wait
 	OMP_NUM_THREADS=1 $(PY) -m deblur_edu.train feedforward --config cpu --resume --no-progress
-	mkdir -p deblur_edu/weights
-	for pair in $(DEQ_RUNS); do run=$${pair%%:*}; name=$${pair##*:}; \
-	  cp runs/$$run/model.pt deblur_edu/weights/$$name.pt; cp runs/$$run/model.json deblur_edu/weights/$$name.json; \
-	  cp runs/$$run/log.jsonl benchmarks/$$name-log.jsonl; done
+	$(MAKE) copy-runs RUNS="$(DEQ_RUNS)"
 	$(PY) -m deblur_edu.bench --methods tv,feedforward,deq-jfb,deq-implicit --json benchmarks/deq.json --no-speed \
 	  --readme README.md --readme-block deq
 	$(PY) -m deblur_edu.checkpoints deblur_edu/weights/deq-jfb-cpu benchmarks/deq.json --method deq-jfb
@@ -96,13 +93,13 @@ reblur-checkpoints: setup
 	OMP_NUM_THREADS=1 $(PY) -m deblur_edu.train reblur --config cpu-l1 --resume --no-progress & \
 	OMP_NUM_THREADS=1 $(PY) -m deblur_edu.train reblur --config judge --resume --no-progress & \
 	wait
-	$(MAKE) reblur-copy RUNS="reblur-cpu-l1:reblur-l1-cpu reblur-judge:reblur-judge"
+	$(MAKE) copy-runs RUNS="reblur-cpu-l1:reblur-l1-cpu reblur-judge:reblur-judge"
 	$(PY) -m deblur_edu.train reblur --config module --resume --no-progress
-	$(MAKE) reblur-copy RUNS="reblur-module:reblur-module-cpu"
+	$(MAKE) copy-runs RUNS="reblur-module:reblur-module-cpu"
 	OMP_NUM_THREADS=1 $(PY) -m deblur_edu.train reblur --config cpu --resume --no-progress & \
 	OMP_NUM_THREADS=1 $(PY) -m deblur_edu.train reblur --config l1-ft --resume --no-progress & \
 	wait
-	$(MAKE) reblur-copy RUNS="reblur-cpu:reblur-cpu reblur-l1-ft:reblur-l1-ft-cpu"
+	$(MAKE) copy-runs RUNS="reblur-cpu:reblur-cpu reblur-l1-ft:reblur-l1-ft-cpu"
 	$(PY) -m deblur_edu.bench --methods tv,reblur-l1,reblur-l1-ft,reblur --json benchmarks/reblur_bench.json --no-speed
 	$(PY) -m deblur_edu.checkpoints deblur_edu/weights/reblur-l1-cpu benchmarks/reblur_bench.json --method reblur-l1
 	$(PY) -m deblur_edu.checkpoints deblur_edu/weights/reblur-l1-ft-cpu benchmarks/reblur_bench.json --method reblur-l1-ft
@@ -114,7 +111,7 @@ reblur-checkpoints: setup
 	$(PY) -m deblur_edu.reblur_probe --steps 600 --json benchmarks/reblur_probe.json --record
 
 # copy finished runs (RUNS: run:name pairs) to the shipped weights and their logs to benchmarks/
-reblur-copy:
+copy-runs:
 	mkdir -p deblur_edu/weights
 	for pair in $(RUNS); do run=$${pair%%:*}; name=$${pair##*:}; \
 	  cp runs/$$run/model.pt deblur_edu/weights/$$name.pt; cp runs/$$run/model.json deblur_edu/weights/$$name.json; \

@@ -33,7 +33,7 @@ import torch
 
 from .bench import replace_block
 from .benchmark_data import Benchmark, score_crop
-from .checkpoints import git_commit, load_metadata, load_model
+from .checkpoints import git_commit, load_model, write_metrics
 from .learned import AdaRevD
 from .learned.patch_exit import adaptive_deblur, degradation_class, exit_after
 from .learned.tiling import gather_tiles, tile_starts
@@ -188,12 +188,9 @@ def markdown(out: dict, memory: dict | None = None) -> str:
 
 def record(out: dict, checkpoint: Path) -> None:
     """Write the per-sub-decoder PSNR and the exiting curve into the checkpoint's metadata."""
-    meta_path = checkpoint.with_suffix(".json")
-    meta = load_metadata(meta_path)
-    meta["metrics"] = {"sub_decoders": out["sub_decoders"], "exiting": out["exiting"], "setting": out["setting"],
-                       "source": "python -m deblur_edu.adarevd_eval (benchmarks/adarevd.json)",
-                       "commit": out["environment"]["commit"]}
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    write_metrics(checkpoint, {"sub_decoders": out["sub_decoders"], "exiting": out["exiting"], "setting": out["setting"],
+                               "source": "python -m deblur_edu.adarevd_eval (benchmarks/adarevd.json)",
+                               "commit": out["environment"]["commit"]})
 
 
 def main(argv: list[str] | None = None) -> int:

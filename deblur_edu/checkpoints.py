@@ -80,25 +80,31 @@ def load_model(path: str | Path, build: Callable[[dict], nn.Module], expected: d
     return model, meta
 
 
+def write_metrics(checkpoint: str | Path, metrics: dict) -> dict:
+    """Set the checkpoint's metadata ``metrics`` (``NAME.json`` beside ``NAME.pt``) and return the
+    metadata. The weights (and so their sha256) are untouched."""
+    meta_path = Path(checkpoint).with_suffix(".json")
+    meta = load_metadata(meta_path)
+    meta["metrics"] = metrics
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    return meta
+
+
 def record_metrics(checkpoint: str | Path, bench_json: str | Path, method: str) -> dict:
     """Copy ``method``'s rows of a benchmark JSON into the checkpoint's metadata ``metrics``.
 
     The weights (and so their sha256) are untouched; the metrics say where they came from.
     """
-    meta_path = Path(checkpoint).with_suffix(".json")
-    meta = load_metadata(meta_path)
     out = json.loads(Path(bench_json).read_text())
     rows = [r for r in out["results"] if r["method"] == method]
     if not rows:
         raise ValueError(f"{bench_json} has no results for method {method!r}.")
-    meta["metrics"] = {
+    return write_metrics(checkpoint, {
         "benchmark": {f"{r['boundary']} sigma={r['sigma']:g}": {k: r[k] for k in ("psnr", "ssim", "seconds_per_image")}
                       for r in rows},
         "source": str(bench_json),
         "environment": {k: out["environment"].get(k) for k in ("device", "cpu", "torch", "commit", "split")},
-    }
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
-    return meta
+    })
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ from torch import nn
 
 from .bench import replace_block
 from .benchmark_data import Benchmark, interior, load_benchmark, score_crop
-from .checkpoints import git_commit, load_metadata
+from .checkpoints import git_commit, write_metrics
 from .learned import ReblurDeblurrer, adapt_at_test_time
 from .methods import METHODS, REBLUR_TTA, load_defaults, load_shipped
 from .metrics import psnr, ssim
@@ -116,14 +116,10 @@ def judge_quality(bench: Benchmark, judge: nn.Module, boundary: str, sigma: floa
 
 def record_judge(out: dict, weights_dir: Path) -> None:
     """Write the judge's quality and where it was measured into ``reblur-judge.json``."""
-    import json
-
-    meta_path = weights_dir / "reblur-judge.json"
-    meta = load_metadata(meta_path)
-    meta["metrics"] = {"judge": out["judge"], "setting": {k: out["setting"][k] for k in ("split", "boundary", "sigma", "cases")},
-                       "source": "python -m deblur_edu.reblur_eval (benchmarks/reblur.json)",
-                       "commit": out["environment"]["commit"]}
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    write_metrics(weights_dir / "reblur-judge.json",
+                  {"judge": out["judge"], "setting": {k: out["setting"][k] for k in ("split", "boundary", "sigma", "cases")},
+                   "source": "python -m deblur_edu.reblur_eval (benchmarks/reblur.json)",
+                   "commit": out["environment"]["commit"]})
 
 
 def method(name: str) -> Deblur:

@@ -128,18 +128,16 @@ def measure_shipped(M_D: nn.Module, names: list[str], recipe: dict) -> list[dict
 def record_module(rows: list[dict], name: str, deblurrer: str) -> None:
     """Write what the probe measured of the shipped module ``name`` (against the shipped
     ``deblurrer``) into its metadata (``metrics``)."""
-    from .checkpoints import git_commit, load_metadata
+    from .checkpoints import git_commit, write_metrics
     from .methods import WEIGHTS_DIR
 
     measured = [r for r in rows if r["shape"] == name]
     if not measured:
         raise SystemExit(f"--record: {name} was not measured; keep it in --shipped.")
-    path = WEIGHTS_DIR / f"{name}.json"
-    meta = load_metadata(path)
-    meta["metrics"] = {"probe": measured, "against": deblurrer,
-                       "source": "python -m deblur_edu.reblur_probe --record (benchmarks/reblur_probe.json)",
-                       "commit": git_commit()}
-    path.write_text(json.dumps(meta, indent=2) + "\n")
+    write_metrics(WEIGHTS_DIR / f"{name}.json",
+                  {"probe": measured, "against": deblurrer,
+                   "source": "python -m deblur_edu.reblur_probe --record (benchmarks/reblur_probe.json)",
+                   "commit": git_commit()})
 
 
 def main(argv: list[str] | None = None) -> int:
