@@ -15,7 +15,8 @@ a ``tqdm`` progress bar and ``log.jsonl`` metrics (with ``train.val_every``, als
 PSNR on a fixed validation batch drawn from another seed, and the training wall time
 without the validation, for PSNR-against-time curves); ``last.pt`` every ``ckpt_every`` steps,
 from which ``--resume`` continues *exactly* (the data order is a pure function of the
-seed and the step); with ``train.snapshot_every``, the weights alone as
+seed and the step; ``--stop-after N`` or ``--time-budget MINUTES`` end an invocation early,
+so a long run fits into sessions or a lent GPU's command limit); with ``train.snapshot_every``, the weights alone as
 ``snapshots/step-NNNNNN.pt`` (the model at different training stages); and at the end
 ``model.pt`` + ``model.json`` (see :mod:`deblur_edu.checkpoints`).
 
@@ -172,13 +173,28 @@ def batches_for_epoch(n: int, batch_size: int, rank: int, world: int, seed: int,
 
 
 # ----- the loop -------------------------------------------------------------------------
+def out_of_time(elapsed: float, budget: float, world: int) -> bool:
+    """Whether this invocation has used its time budget. Under DDP rank 0 decides for all
+    ranks (clocks differ a little), so every rank stops after the same step."""
+    flag = torch.tensor([float(elapsed >= budget)])
+    if world > 1:
+        if dist.get_backend() == "nccl":
+            flag = flag.cuda()
+        dist.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
 def train(model_name: str, cfg: dict, out: str | Path, resume: bool = False, device: str | None = None,
-          progress: bool = True, stop_after: int | None = None) -> Path | None:
+          progress: bool = True, stop_after: int | None = None, time_budget: float | None = None) -> Path | None:
     """Train ``model_name`` with ``cfg``; returns the model checkpoint path (rank 0) or None.
 
-    ``stop_after`` ends this invocation after that many steps (saving ``last.pt``), e.g. to
-    fit a time budget; ``resume=True`` later continues exactly where it stopped.
+    ``stop_after`` ends this invocation after that many steps, ``time_budget`` after the
+    first step that ends past that many seconds of this invocation's wall time (both save
+    ``last.pt``): long runs fit into sessions or a lent GPU's command limit, and
+    ``resume=True`` later continues exactly where they stopped.
     """
+    if time_budget is not None and not time_budget >= 0:
+        raise ValueError(f"time_budget must be a number of seconds >= 0, got {time_budget}.")
     from tqdm.auto import tqdm
 
     if model_name not in MODELS:
@@ -217,6 +233,7 @@ def train(model_name: str, cfg: dict, out: str | Path, resume: bool = False, dev
         raise ValueError(f"data.length={len(dataset)} is smaller than one global batch ({tc['batch_size']}×{world}).")
     bar = tqdm(total=tc["steps"], initial=step, disable=not progress or rank != 0, desc=model_name)
     started = time.time() - wall
+    invoked = time.time()
     last_step = tc["steps"] if stop_after is None else min(tc["steps"], step + stop_after)
     while step < last_step:
         epoch, offset = divmod(step, per_epoch)
@@ -235,6 +252,8 @@ def train(model_name: str, cfg: dict, out: str | Path, resume: bool = False, dev
             sched.step()
             step += 1
             bar.update(1)
+            if time_budget is not None and out_of_time(time.time() - invoked, time_budget, world):
+                last_step = step
             validate = val_batch is not None and step % val_every == 0
             if rank == 0 and (step % tc["log_every"] == 0 or step == tc["steps"] or validate):
                 record = {"step": step, "loss": float(loss.detach()), "grad_norm": float(grad_norm),
@@ -286,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=None, help="override train.steps")
     p.add_argument("--batch-size", type=int, default=None, help="override train.batch_size (per process)")
     p.add_argument("--stop-after", type=int, default=None, help="stop this run after N steps (resume later)")
+    p.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
+                   help="stop this run after the step that ends past MINUTES of wall time (resume later)")
     p.add_argument("--backward", default=None,
                    help="DEQ only: jfb, implicit-anderson, implicit-cg, unrolled or neumann-K (overrides model.backward)")
     p.add_argument("--device", default=None)
@@ -303,7 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     suffix = f"-{args.backward}" if args.backward else ""
     out = args.out or f"runs/{args.model}-{Path(args.config).stem}{suffix}"
     path = train(args.model, cfg, out, args.resume, args.device, progress=not args.no_progress,
-                 stop_after=args.stop_after)
+                 stop_after=args.stop_after,
+                 time_budget=None if args.time_budget is None else 60 * args.time_budget)
     print(f"wrote {path}" if path is not None else f"stopped; continue with --resume --out {out}")
     if dist.is_initialized():
         dist.destroy_process_group()

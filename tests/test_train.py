@@ -57,6 +57,33 @@ def test_resume_continues_exactly(tmp_path):
     assert max_diff(weights(tmp_path / "straight/model.pt"), weights(tmp_path / "resumed/model.pt")) < 1e-6
 
 
+def test_time_budget_stops_early_and_resume_finishes_the_same_run(tmp_path):
+    cfg = load_config("rgdn", "tiny")
+    train("rgdn", cfg, tmp_path / "straight", progress=False)
+    # a zero budget is spent after the first step: last.pt holds step 1, no model.pt yet
+    assert train("rgdn", cfg, tmp_path / "sliced", progress=False, time_budget=0) is None
+    assert torch.load(tmp_path / "sliced/last.pt", weights_only=True)["step"] == 1
+    assert not (tmp_path / "sliced/model.pt").exists()
+    train("rgdn", cfg, tmp_path / "sliced", resume=True, progress=False, time_budget=3600)
+    assert max_diff(weights(tmp_path / "straight/model.pt"), weights(tmp_path / "sliced/model.pt")) < 1e-6
+
+
+def test_time_budget_under_ddp_stops_every_rank_after_the_same_step(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "deblur_edu.train", "rgdn", "--config", "tiny", "--batch-size", "2",
+           "--out", str(tmp_path / "ddp"), "--no-progress", "--time-budget", "0"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "continue with --resume" in proc.stdout
+    assert torch.load(tmp_path / "ddp/last.pt", weights_only=True)["step"] == 1
+
+
+def test_negative_time_budget_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="time_budget"):
+        train("rgdn", load_config("rgdn", "tiny"), tmp_path / "run", progress=False, time_budget=-1)
+
+
 @pytest.fixture
 def checkpoint(tmp_path) -> Path:
     return train("rgdn", load_config("rgdn", "tiny"), tmp_path / "run", progress=False)
