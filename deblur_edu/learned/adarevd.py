@@ -17,30 +17,22 @@ decoder is dropped, its encoder frozen (AdaRevD freezes a trained UFPNet/NAFNet 
 
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .patch_exit import DegradationClassifier, degradation_class
+from .reblur import shipped_part
 from .reversible import ReversibleDecoder, multi_decoder_loss
 from .unet import UNet
 
 
 def chapter5_encoder(name: str | None, width: int = 16, levels: int = 3, blocks: int = 1) -> UNet:
-    """The U-Net whose encoder is frozen: a shipped chapter-5 checkpoint (hash-verified; its
-    architecture must be ``width``/``levels``/``blocks``), or a fresh one when ``name`` is None."""
-    if name is None:
-        return UNet(1, width, levels, blocks)
-    from ..methods import load_shipped
-
-    unet = copy.deepcopy(load_shipped(name, "reblur").deblurrer)  # a copy: freezing it must not touch the cache
-    found = (unet.stem.out_channels, unet.levels, len(unet.bottleneck))
-    if found != (width, levels, blocks):
-        raise ValueError(f"the checkpoint {name} has a U-Net of width/levels/blocks {found}, "
-                         f"but the config says {(width, levels, blocks)}: make them agree.")
-    return unet
+    """The U-Net whose encoder is frozen: a fresh U-Net of ``width``/``levels``/``blocks``, with the
+    deblurrer weights of the shipped chapter-5 checkpoint ``name`` (hash-verified; the architectures
+    must agree) unless ``name`` is None. A new module, so freezing it leaves the shipped model alone."""
+    unet = UNet(1, width, levels, blocks)
+    return unet if name is None else shipped_part(name, "deblurrer", unet)
 
 
 class AdaRevD(nn.Module):
