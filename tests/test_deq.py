@@ -148,3 +148,19 @@ def test_the_gradient_form_equilibrium_solves_its_equation():
 def test_bad_strength_is_a_clear_error():
     with pytest.raises(ValueError, match="strength must be > 0"):
         DEQ(strength=0.0)
+
+
+def test_mixed_precision_leaves_the_deq_in_float32():
+    """Under autocast (the training loop's ``amp`` on CUDA; float16 on the CPU here) the DEQ
+    still solves in float32: the same output as without autocast."""
+    from deblur_edu.kernels import gaussian
+
+    torch.manual_seed(0)
+    net = DEQ(features=8, depth=3, max_iter=10)
+    y = torch.rand(2, 1, 24, 24, generator=torch.Generator().manual_seed(1))
+    k = gaussian(5, 1.0)
+    plain = net(y, k)
+    with torch.autocast("cpu", dtype=torch.float16):
+        mixed = net(y, k)
+    assert mixed.dtype == torch.float32
+    assert torch.allclose(mixed, plain, atol=1e-6)

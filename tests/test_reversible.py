@@ -65,6 +65,20 @@ def test_reversible_and_plain_gradients_agree(columns):
     assert (g_rev - g_plain).norm() / g_plain.norm() <= 1e-6
 
 
+def test_under_mixed_precision_the_columns_run_in_float32_and_gradients_still_agree():
+    """Autocast (float16 here on the CPU; on CUDA the training loop's ``amp``) runs the frozen
+    encoder in float16; the columns must not, or inverting them would drift."""
+    y, x = (t.float() for t in data())
+    rev, plain = decoder(2, True).float(), decoder(2, False).float()
+    found = []
+    with torch.autocast("cpu", dtype=torch.float16):
+        g_rev, g_plain = grads(rev, y, x), grads(plain, y, x)
+        found = [t.dtype for t in rev(y)]
+    assert torch.isfinite(g_rev).all() and g_plain.abs().sum() > 0
+    assert (g_rev - g_plain).norm() / g_plain.norm() <= 1e-6  # float32 rounding (float16 inverses: ~1e-3)
+    assert found == [torch.float32, torch.float32]
+
+
 def test_dropout_is_recomputed_with_the_same_mask():
     y, x = data()
     rev, plain = decoder(3, True, dropout=0.3).train(), decoder(3, False, dropout=0.3).train()

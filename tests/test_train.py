@@ -206,3 +206,19 @@ def test_every_preset_builds_its_model_and_takes_a_finite_loss_on_its_data(path)
     batch = validation_batch({**cfg["data"], "patch": 32}, 2, torch.device("cpu"))
     loss = MODELS[model_name].loss(model, batch)
     assert torch.isfinite(loss) and loss.ndim == 0
+
+
+@pytest.mark.parametrize("model_name", sorted(MODELS))
+def test_every_model_takes_a_mixed_precision_step(model_name):
+    """The loop's ``amp`` (float16 autocast + gradient scaling) is for CUDA; float16 autocast on
+    the CPU runs the same op lists here, so a model that breaks under it (a dtype clash, an
+    FFT or an inverse in float16) fails now rather than on the first GPU."""
+    cfg = load_config(model_name, "tiny")
+    torch.manual_seed(0)
+    model = MODELS[model_name].build(cfg["model"])
+    batch = validation_batch({**cfg["data"], "patch": 32}, 2, torch.device("cpu"))
+    with torch.autocast("cpu", dtype=torch.float16):
+        loss = MODELS[model_name].loss(model, batch)
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None]
+    assert torch.isfinite(loss) and grads and all(torch.isfinite(g).all() for g in grads)

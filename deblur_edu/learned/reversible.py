@@ -161,14 +161,15 @@ class ReversibleFunction(torch.autograd.Function):
         grad_params: list[torch.Tensor] = []
         for i in range(len(ctx.columns) - 1, -1, -1):
             column, seed = ctx.columns[i], ctx.seeds[i]
-            with torch.no_grad():
+            with torch.no_grad(), torch.autocast(e.device.type, enabled=False):  # no autocast, as in forward
                 old = column.inverse(e, state, seed)  # rebuild this column's input …
             del state
             own = list(column.parameters())
             # gradients with respect to the column's input state are needed except for the encoder's
             # features (column 0), unless they require gradients themselves
             want_state = i > 0 or need_first_state
-            with torch.enable_grad():  # … and recompute the column, this time with a graph
+            # … and recompute the column, this time with a graph
+            with torch.enable_grad(), torch.autocast(e.device.type, enabled=False):
                 old_in = [s.detach().requires_grad_(want_state) for s in old]
                 e_in = e.detach().requires_grad_(need_e)
                 new = column(e_in, old_in, seed)
@@ -228,16 +229,20 @@ class ReversibleDecoder(nn.Module):
     def decode(self, features: list[torch.Tensor], n: int | None = None) -> list[torch.Tensor]:
         """Residuals of the first ``n`` sub-decoders (all by default) from the encoder's features."""
         columns = self.columns[: n or len(self.columns)]
-        e, state = features[0], list(features)
         seeds = draw_seeds(len(columns)) if self.training and self.dropout > 0 else [None] * len(columns)
-        if self.reversible and torch.is_grad_enabled():
-            params = [p for column in columns for p in column.parameters()]
-            return list(ReversibleFunction.apply(columns, seeds, len(state), e, *state, *params))
-        residuals = []
-        for column, seed in zip(columns, seeds):
-            state = column(e, state, seed)
-            residuals.append(column.head(state[0]))
-        return residuals
+        # The columns run in their weights' precision, also under mixed precision (autocast): backward
+        # rebuilds each column's input by inverting the column, which float16's rounding would let drift.
+        dtype = next(self.columns.parameters()).dtype
+        e, state = features[0].to(dtype), [f.to(dtype) for f in features]
+        with torch.autocast(e.device.type, enabled=False):
+            if self.reversible and torch.is_grad_enabled():
+                params = [p for column in columns for p in column.parameters()]
+                return list(ReversibleFunction.apply(columns, seeds, len(state), e, *state, *params))
+            residuals = []
+            for column, seed in zip(columns, seeds):
+                state = column(e, state, seed)
+                residuals.append(column.head(state[0]))
+            return residuals
 
     def encode(self, y: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """``y`` padded (replicate) to a multiple of ``2^levels``, and the frozen encoder's features."""
