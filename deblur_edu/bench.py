@@ -9,7 +9,7 @@ Usage::
 The protocol (cropping, the ``valid`` scene, per-case noise seeds, interior scoring) is
 documented in :mod:`deblur_edu.benchmark_data`; the methods in :mod:`deblur_edu.methods`.
 Writes ``{"results": [{"method", "boundary", "sigma", "psnr", "ssim", "blur_effect",
-"seconds_per_image", "cases"}], "speed": {...}, "environment": {...}}``.
+"seconds_per_image", "cases", "warnings", "first_warning"}], "speed": {...}, "environment": {...}}``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import argparse
 import platform
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -38,18 +39,25 @@ def evaluate(
     device: torch.device,
     defaults: dict | None = None,
 ) -> dict:
-    """Run one method on every (image, kernel) case of one (boundary, σ); mean scores."""
+    """Run one method on every (image, kernel) case of one (boundary, σ); mean scores.
+
+    Warnings a method raises (e.g. a DEQ solve that stops at its iteration cap) are counted,
+    one batch per kernel, and the first is kept: ``warnings`` and ``first_warning``.
+    """
     method = get_method(method_name)
     psnrs, ssims, blurs, seconds = [], [], [], 0.0
+    warned: list[str] = []
     for ki, k in enumerate(bench.kernels):
         y, x = bench.batch(ki, boundary, sigma)
         y, x, kd = y.to(device), x.to(device), k.to(device)
         synchronize(device)
         start = time.perf_counter()
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             x_hat = method(y, kd, sigma, defaults)
         synchronize(device)
         seconds += time.perf_counter() - start
+        warned += [f"{w.category.__name__}: {w.message}" for w in caught]
         x_hat = x_hat.clamp(0, 1)
         r = score_crop(k)
         psnrs.append(psnr(x_hat, x, crop=r).cpu())
@@ -67,6 +75,8 @@ def evaluate(
         "blur_effect": float(torch.cat(blurs).mean()) if blurs else None,  # None: crop too small to measure
         "seconds_per_image": seconds / cases,
         "cases": cases,
+        "warnings": len(warned),
+        "first_warning": warned[0] if warned else None,
     }
 
 
@@ -265,6 +275,10 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(evaluate(bench, m, boundary, sigma, device, defaults))
         print(f"  done {m}", flush=True)
     print(format_table(results))
+    for r in results:
+        if r["warnings"]:
+            print(f"{r['method']}, {r['boundary']}, σ = {r['sigma']}: {r['warnings']} warning(s) over "
+                  f"{len(bench.kernels)} batches; the first: {r['first_warning']}")
     out = {"results": results, "environment": environment(device, bench, args)}
     if not args.no_speed:
         out["speed"] = {"wiener_batch": wiener_speed(device)}

@@ -13,7 +13,8 @@ from deblur_edu.benchmark_data import case_seed, load_benchmark, load_kernels
 from deblur_edu.kernels import motion
 from deblur_edu.methods import METHODS, load_defaults, weight_at
 
-FIELDS = {"method", "boundary", "sigma", "psnr", "ssim", "blur_effect", "seconds_per_image", "cases"}
+FIELDS = {"method", "boundary", "sigma", "psnr", "ssim", "blur_effect", "seconds_per_image", "cases", "warnings",
+          "first_warning"}
 
 
 @pytest.fixture
@@ -43,6 +44,29 @@ def test_cli_writes_table_and_json(tiny_benchmark, tmp_path, capsys):
         assert set(r) == FIELDS
         assert r["cases"] == 4 and np.isfinite(r["psnr"]) and 0 < r["ssim"] <= 1
     assert result["environment"]["torch"] == torch.__version__
+
+
+def test_a_method_s_warnings_are_counted_and_summarised(tiny_benchmark, tmp_path, capsys, monkeypatch):
+    """A warning (e.g. a DEQ solve stopped at its iteration cap) is counted per batch, the first
+    kept in the JSON, and summarised under the table — not lost, and not repeated per case."""
+    import warnings
+    from dataclasses import replace
+
+    def noisy_wiener(y, k, sigma, weight, defaults):
+        warnings.warn("solve stopped at its cap", RuntimeWarning)
+        return METHODS["wiener"](y, k, sigma, defaults)
+
+    monkeypatch.setitem(METHODS, "noisy", replace(METHODS["wiener"], name="noisy", run=noisy_wiener, weight=None))
+    images, kernels = tiny_benchmark
+    out = tmp_path / "r.json"
+    argv = ["--images", str(images), "--kernels", str(kernels), "--crop", "40", "--sigmas", "0.01",
+            "--boundaries", "valid", "--methods", "wiener,noisy", "--json", str(out), "--device", "cpu", "--no-speed"]
+    assert bench.main(argv) == 0
+    rows = {r["method"]: r for r in json.loads(out.read_text())["results"]}
+    assert (rows["wiener"]["warnings"], rows["wiener"]["first_warning"]) == (0, None)
+    assert rows["noisy"]["warnings"] == 2  # one per kernel batch
+    assert rows["noisy"]["first_warning"] == "RuntimeWarning: solve stopped at its cap"
+    assert "noisy, valid, σ = 0.01: 2 warning(s) over 2 batches" in capsys.readouterr().out
 
 
 def test_noise_seed_is_documented_formula():
