@@ -164,3 +164,20 @@ def test_learned_method_without_checkpoint_is_left_out_or_a_clear_error(monkeypa
     assert "rgdn" not in methods.available_methods()
     with pytest.raises(FileNotFoundError, match="python -m deblur_edu.train rgdn --config cpu"):
         methods.get_method("rgdn")(torch.rand(1, 1, 32, 32), motion(5, 0), 0.01, {})
+
+
+def test_training_recipe_scores_compare_models_with_tv_on_the_validation_batch():
+    import warnings
+
+    cfg = {"length": 4, "patch": 48, "kernel_size": 15, "sigma_range": [0.005, 0.02], "seed": 0}
+
+    def do_nothing(y, k):  # the blurry observation, as if it were the answer
+        warnings.warn("a capped solve", RuntimeWarning)
+        return y
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning escapes
+        scores = bench.training_recipe_scores({"nothing": do_nothing}, cfg, torch.device("cpu"), size=4)
+    assert set(scores) == {"TV", "nothing"}
+    assert 15 < scores["nothing"] < scores["TV"] < 60
+    assert scores == bench.training_recipe_scores({"nothing": do_nothing}, cfg, torch.device("cpu"), size=4)
