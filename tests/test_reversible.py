@@ -70,7 +70,6 @@ def test_under_mixed_precision_the_columns_run_in_float32_and_gradients_still_ag
     encoder in float16; the columns must not, or inverting them would drift."""
     y, x = (t.float() for t in data())
     rev, plain = decoder(2, True).float(), decoder(2, False).float()
-    found = []
     with torch.autocast("cpu", dtype=torch.float16):
         g_rev, g_plain = grads(rev, y, x), grads(plain, y, x)
         found = [t.dtype for t in rev(y)]

@@ -33,13 +33,19 @@ def test_shards_are_disjoint_and_cover_the_combined_batches():
         assert sorted(a + b) == sorted(s)
 
 
-def test_ddp_on_two_processes_equals_one_process_on_the_combined_batch(tmp_path):
+def torchrun_tiny(out: Path, *extra: str) -> subprocess.CompletedProcess:
+    """``torchrun`` with 2 CPU processes on the tiny RGDN preset (batch 2 each), one thread each."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "deblur_edu.train", "rgdn", "--config", "tiny", "--batch-size", "2",
-           "--out", str(tmp_path / "ddp"), "--no-progress"]
+           "--out", str(out), "--no-progress", *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def test_ddp_on_two_processes_equals_one_process_on_the_combined_batch(tmp_path):
+    torchrun_tiny(tmp_path / "ddp")
     cfg = load_config("rgdn", "tiny")
     cfg["train"]["batch_size"] = 4
     train("rgdn", cfg, tmp_path / "single", progress=False)
@@ -69,12 +75,7 @@ def test_time_budget_stops_early_and_resume_finishes_the_same_run(tmp_path):
 
 
 def test_time_budget_under_ddp_stops_every_rank_after_the_same_step(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "deblur_edu.train", "rgdn", "--config", "tiny", "--batch-size", "2",
-           "--out", str(tmp_path / "ddp"), "--no-progress", "--time-budget", "0"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = torchrun_tiny(tmp_path / "ddp", "--time-budget", "0")
     assert "continue with --resume" in proc.stdout
     assert torch.load(tmp_path / "ddp/last.pt", weights_only=True)["step"] == 1
 
