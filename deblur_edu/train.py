@@ -146,10 +146,13 @@ def load_config(model: str, config: str) -> dict:
     if not path.is_file():
         presets = sorted(p.stem.split("-", 1)[1] for p in CONFIG_DIR.glob(f"{model}-*.yaml"))
         raise FileNotFoundError(f"no config {config!r} for {model}: give a YAML file or a preset from {presets}.")
-    cfg = yaml.safe_load(path.read_text())
+    try:
+        cfg = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ValueError(f"config {path} is not valid YAML: {err}") from None
     for section in ("model", "data", "train"):
-        if section not in cfg:
-            raise ValueError(f"config {path} lacks its {section!r} section.")
+        if not isinstance(cfg, dict) or not isinstance(cfg.get(section), dict):
+            raise ValueError(f"config {path} lacks its {section!r} section (a mapping).")
     return cfg
 
 
@@ -173,6 +176,17 @@ def batches_for_epoch(n: int, batch_size: int, rank: int, world: int, seed: int,
 
 
 # ----- the loop -------------------------------------------------------------------------
+def drop_log_after(log: Path, step: int) -> None:
+    """On resume, forget the log records past the step ``last.pt`` holds: those steps run again,
+    and the log would otherwise count them twice."""
+    if not log.is_file():
+        return
+    lines = log.read_text().splitlines()
+    kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
+    if len(kept) != len(lines):
+        log.write_text("".join(line + "\n" for line in kept))
+
+
 def out_of_time(elapsed: float, budget: float, world: int) -> bool:
     """Whether this invocation has used its time budget. Under DDP rank 0 decides for all
     ranks (clocks differ a little), so every rank stops after the same step."""
@@ -184,17 +198,61 @@ def out_of_time(elapsed: float, budget: float, world: int) -> bool:
     return bool(flag.item())
 
 
+#: the files a run writes into its folder (``--restart`` removes exactly these)
+RUN_FILES = ("last.pt", "model.pt", "model.json", "log.jsonl", "config.yaml", "snapshots")
+
+
+def prepare_out_dir(out: Path, resume: bool, restart: bool, clean: bool = True) -> None:
+    """Refuse to overwrite a run: a folder that already holds one is continued (``resume``) or,
+    explicitly, started over (``restart``: its run files are removed first), never mixed.
+
+    Raises ``FileExistsError`` naming both options when ``out`` holds a run and neither is
+    given, or when ``resume`` finds run files but no ``last.pt`` to continue from. With
+    ``clean=False`` it only checks (the CLI checks before it starts, for a one-line error).
+    """
+    import shutil
+
+    if resume and restart:
+        raise ValueError("--resume and --restart exclude each other: continue the run, or start it over.")
+    present = [name for name in RUN_FILES if (out / name).exists()]
+    if restart:
+        for name in present if clean else ():
+            target = out / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        return
+    if present and not resume:
+        raise FileExistsError(f"{out} already holds a training run ({', '.join(present)}); continue it with --resume, "
+                              f"or start over with --restart (which deletes those files first), or choose another --out.")
+    if present and resume and not (out / "last.pt").is_file():
+        raise FileExistsError(f"{out} holds run files ({', '.join(present)}) but no last.pt to resume from; "
+                              f"start over with --restart, or choose another --out.")
+
+
+def check_train_config(cfg: dict) -> None:
+    """The ``train`` section's counts must be positive integers (0 or negative steps would save
+    untrained weights as if the run had finished)."""
+    for key in ("steps", "batch_size"):
+        value = cfg["train"].get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"train.{key} must be an integer >= 1, got {value!r}.")
+
+
 def train(model_name: str, cfg: dict, out: str | Path, resume: bool = False, device: str | None = None,
-          progress: bool = True, stop_after: int | None = None, time_budget: float | None = None) -> Path | None:
+          progress: bool = True, stop_after: int | None = None, time_budget: float | None = None,
+          restart: bool = False) -> Path | None:
     """Train ``model_name`` with ``cfg``; returns the model checkpoint path (rank 0) or None.
 
     ``stop_after`` ends this invocation after that many steps, ``time_budget`` after the
     first step that ends past that many seconds of this invocation's wall time (both save
     ``last.pt``): long runs fit into sessions or a lent GPU's command limit, and
-    ``resume=True`` later continues exactly where they stopped.
+    ``resume=True`` later continues exactly where they stopped. A folder that already holds
+    a run is never overwritten: pass ``resume=True`` or ``restart=True`` (:func:`prepare_out_dir`).
     """
     if time_budget is not None and not time_budget >= 0:
         raise ValueError(f"time_budget must be a number of seconds >= 0, got {time_budget}.")
+    if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1):
+        raise ValueError(f"stop_after must be an integer >= 1, got {stop_after!r}.")
+    check_train_config(cfg)
     from tqdm.auto import tqdm
 
     if model_name not in MODELS:
@@ -206,6 +264,10 @@ def train(model_name: str, cfg: dict, out: str | Path, resume: bool = False, dev
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(dev)
     out = Path(out)
+    if rank == 0:
+        prepare_out_dir(out, resume, restart)
+    if world > 1:
+        dist.barrier()  # the other ranks start once rank 0 has checked (and maybe cleaned) the folder
     seed_everything(tc["seed"])
     dataset = BlurDataset(**cfg["data"])
     model = spec.build(cfg["model"]).to(dev)
@@ -225,6 +287,8 @@ def train(model_name: str, cfg: dict, out: str | Path, resume: bool = False, dev
         scaler.load_state_dict(state["scaler"])
         step, wall = int(state["step"]), float(state["wall_seconds"])
         val_seconds = float(state.get("val_seconds", 0.0))
+        if rank == 0:
+            drop_log_after(out / "log.jsonl", step)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(cfg))
@@ -301,7 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("model", choices=sorted(MODELS))
     p.add_argument("--config", default="cpu", help="preset name or YAML file")
     p.add_argument("--out", default=None, help="output folder (default: runs/MODEL-CONFIG)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--resume", action="store_true", help="continue the run in OUT from OUT/last.pt")
+    p.add_argument("--restart", action="store_true",
+                   help="start over in an OUT that already holds a run (its run files are deleted first)")
     p.add_argument("--steps", type=int, default=None, help="override train.steps")
     p.add_argument("--batch-size", type=int, default=None, help="override train.batch_size (per process)")
     p.add_argument("--stop-after", type=int, default=None, help="stop this run after N steps (resume later)")
@@ -312,19 +378,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default=None)
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
-    cfg = load_config(args.model, args.config)
-    if args.steps:
-        cfg["train"]["steps"] = args.steps
-    if args.batch_size:
-        cfg["train"]["batch_size"] = args.batch_size
-    if args.backward:
-        if args.model != "deq":
-            raise SystemExit("--backward applies to the deq model only.")
-        cfg["model"]["backward"] = args.backward
-    suffix = f"-{args.backward}" if args.backward else ""
-    out = args.out or f"runs/{args.model}-{Path(args.config).stem}{suffix}"
-    path = train(args.model, cfg, out, args.resume, args.device, progress=not args.no_progress,
-                 stop_after=args.stop_after,
+    for flag, value in (("--steps", args.steps), ("--batch-size", args.batch_size), ("--stop-after", args.stop_after)):
+        if value is not None and value < 1:
+            p.error(f"{flag} must be >= 1, got {value}.")
+    if args.time_budget is not None and not args.time_budget >= 0:
+        p.error(f"--time-budget must be a number of minutes >= 0, got {args.time_budget}.")
+    if args.backward and args.model != "deq":
+        p.error("--backward applies to the deq model only.")
+    try:
+        cfg = load_config(args.model, args.config)
+        if args.steps is not None:
+            cfg["train"]["steps"] = args.steps
+        if args.batch_size is not None:
+            cfg["train"]["batch_size"] = args.batch_size
+        if args.backward:
+            cfg["model"]["backward"] = args.backward
+        check_train_config(cfg)
+        suffix = f"-{args.backward}" if args.backward else ""
+        out = Path(args.out or f"runs/{args.model}-{Path(args.config).stem}{suffix}")
+        prepare_out_dir(out, args.resume, args.restart, clean=False)  # a one-line error now; train() cleans
+        device = pick_device(args.device)
+    except (OSError, ValueError) as err:
+        p.error(str(err))
+    path = train(args.model, cfg, out, args.resume, str(device), progress=not args.no_progress,
+                 stop_after=args.stop_after, restart=args.restart,
                  time_budget=None if args.time_budget is None else 60 * args.time_budget)
     print(f"wrote {path}" if path is not None else f"stopped; continue with --resume --out {out}")
     if dist.is_initialized():

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from deblur_edu.checkpoints import load_model
+from deblur_edu.checkpoints import load_model, sign_config
 from deblur_edu.train import MODELS, batches_for_epoch, load_config, train, validation_batch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,8 +114,65 @@ def test_checkpoint_config_mismatch_is_refused(checkpoint):
     meta = json.loads(meta_path.read_text())
     meta["config"]["model"]["features"] = 16
     meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="not the one the weights were trained with"):
+        load_model(checkpoint, MODELS["rgdn"].build)
+    sign_config(meta_path)  # even a (wrongly) signed config must fit the weights
     with pytest.raises(ValueError, match="does not fit"):
         load_model(checkpoint, MODELS["rgdn"].build)
+
+
+@pytest.mark.parametrize("key, value", [("steps", 1), ("features", 4), ("depth", 2)])
+def test_an_edited_config_is_refused_by_its_hash(checkpoint, key, value):
+    """Editing what rebuilds the model (here RGDN's steps: the weights still fit, the output
+    changes) is refused, naming the file — the sha256 of the weights alone would not notice."""
+    meta_path = checkpoint.with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    assert meta["config"]["model"][key] != value
+    meta["config"]["model"][key] = value
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=f"config in {meta_path}.*not the one"):
+        load_model(checkpoint, MODELS["rgdn"].build)
+
+
+def test_the_data_or_train_recipe_is_covered_by_the_hash_too(checkpoint):
+    meta_path = checkpoint.with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    meta["config"]["data"]["seed"] = 99
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="not the one"):
+        load_model(checkpoint, MODELS["rgdn"].build)
+
+
+@pytest.mark.parametrize("text, match", [("{not json", "not valid JSON"), ('{"sha256": "x"}', "no config"),
+                                         ('{"config": {"data": {}}}', "no config"), ("[]", "no config")])
+def test_malformed_or_config_less_metadata_names_the_file(checkpoint, text, match):
+    meta_path = checkpoint.with_suffix(".json")
+    meta_path.write_text(text)
+    with pytest.raises(ValueError, match=f"{meta_path}.*{match}|{match}.*{meta_path}"):
+        load_model(checkpoint, MODELS["rgdn"].build)
+
+
+def test_metadata_without_a_config_hash_is_refused_until_signed(checkpoint):
+    meta_path = checkpoint.with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    del meta["config_sha256"]
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="no config_sha256.*checkpoints sign"):
+        load_model(checkpoint, MODELS["rgdn"].build)
+    from deblur_edu.checkpoints import main as checkpoints_main
+
+    assert checkpoints_main(["sign", str(meta_path)]) == 0
+    load_model(checkpoint, MODELS["rgdn"].build)
+
+
+def test_every_shipped_checkpoint_carries_a_verified_config_hash():
+    from deblur_edu.checkpoints import config_sha256, load_metadata
+
+    shipped = sorted((ROOT / "deblur_edu" / "weights").glob("*.json"))
+    assert shipped
+    for path in shipped:
+        meta = load_metadata(path)
+        assert meta["config_sha256"] == config_sha256(meta), path
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
@@ -161,11 +218,85 @@ def test_the_feedforward_comparator_trains_through_the_same_cli(tmp_path):
     assert meta["config"]["model"]["features"] == 8 and model.channels == 1
 
 
-def test_backward_option_is_refused_for_rgdn():
+def test_backward_option_is_refused_for_rgdn(capsys):
     from deblur_edu.train import main
 
-    with pytest.raises(SystemExit, match="deq model only"):
+    with pytest.raises(SystemExit) as exit_:
         main(["rgdn", "--config", "tiny", "--backward", "jfb"])
+    assert exit_.value.code == 2 and "deq model only" in capsys.readouterr().err
+
+
+RUN_FILES = ("model.pt", "model.json", "last.pt", "log.jsonl")
+
+
+def test_training_into_a_finished_run_without_resume_is_refused(checkpoint, capsys):
+    """Nothing is overwritten, nothing appended: the error names --resume and --restart."""
+    from deblur_edu.train import main
+
+    out = checkpoint.parent
+    before = {name: (out / name).read_bytes() for name in RUN_FILES}
+    with pytest.raises(FileExistsError, match="--resume.*--restart"):
+        train("rgdn", load_config("rgdn", "tiny"), out, progress=False)
+    with pytest.raises(SystemExit) as exit_:
+        main(["rgdn", "--config", "tiny", "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "--resume" in err and "--restart" in err and "Traceback" not in err
+    assert {name: (out / name).read_bytes() for name in RUN_FILES} == before
+
+
+def test_restart_starts_a_clean_run_in_the_same_folder(checkpoint):
+    from deblur_edu.train import main
+
+    out = checkpoint.parent
+    (out / "snapshots").mkdir()
+    (out / "snapshots" / "step-000001.pt").write_bytes(b"old")
+    (out / "notes.txt").write_text("mine")  # not a run file: left alone
+    assert main(["rgdn", "--config", "tiny", "--out", str(out), "--no-progress", "--restart", "--steps", "2"]) == 0
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == sorted({r["step"] for r in records})  # one run, not two
+    assert records[-1]["step"] == 2 and not (out / "snapshots").exists() and (out / "notes.txt").is_file()
+    assert json.loads((out / "model.json").read_text())["training"]["steps"] == 2
+
+
+def test_resume_and_restart_together_are_refused(tmp_path, capsys):
+    from deblur_edu.train import main
+
+    with pytest.raises(SystemExit):
+        main(["rgdn", "--config", "tiny", "--out", str(tmp_path), "--resume", "--restart"])
+    assert "exclude each other" in capsys.readouterr().err
+
+
+def test_resume_without_last_pt_beside_old_run_files_is_refused(tmp_path):
+    (tmp_path / "log.jsonl").write_text('{"step": 25}\n')
+    with pytest.raises(FileExistsError, match="no last.pt"):
+        train("rgdn", load_config("rgdn", "tiny"), tmp_path, resume=True, progress=False)
+
+
+def test_resume_drops_the_log_records_of_steps_that_run_again(tmp_path):
+    cfg = load_config("rgdn", "tiny")
+    cfg["train"].update(log_every=1, ckpt_every=2)
+    train("rgdn", cfg, tmp_path, progress=False, stop_after=3)  # last.pt at step 3 (the stop), log 1..3
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    state["step"] = 2  # as if the run had died after step 3 with its last checkpoint at step 2
+    torch.save(state, tmp_path / "last.pt")
+    train("rgdn", cfg, tmp_path, resume=True, progress=False)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("steps", ["0", "-5"])
+def test_zero_or_negative_steps_are_refused(tmp_path, steps, capsys):
+    from deblur_edu.train import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["rgdn", "--config", "tiny", "--out", str(tmp_path / "run"), "--steps", steps, "--no-progress"])
+    assert exit_.value.code == 2 and "--steps must be >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    cfg = load_config("rgdn", "tiny")
+    cfg["train"]["steps"] = int(steps)
+    with pytest.raises(ValueError, match="train.steps must be an integer >= 1"):
+        train("rgdn", cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "model.pt").exists()
 
 
 def test_validation_psnr_is_logged_with_the_training_time(tmp_path):
