@@ -15,7 +15,7 @@ ifneq ($(wildcard ../shared/data),)
 export DEBLUR_EDU_DATA ?= $(abspath ../shared/data)
 endif
 
-.PHONY: setup assets book bench test tune rgdn-checkpoint deq-checkpoints reblur-checkpoints copy-runs adarevd-checkpoint compare clean
+.PHONY: setup assets book bench test tune rgdn-checkpoint denoiser-checkpoint deq-checkpoints reblur-checkpoints copy-runs adarevd-checkpoint compare clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -109,6 +109,22 @@ reblur-checkpoints: setup
 	$(PY) -m deblur_edu.reblur_eval --snapshots runs/reblur-cpu-l1 --json benchmarks/reblur.json --readme README.md --record \
 	  --tta-lr $$($(PY) -c "import json; print(json.load(open('benchmarks/reblur_tta_tune.json'))['chosen_lr'])")
 	$(PY) -m deblur_edu.reblur_probe --steps 600 --json benchmarks/reblur_probe.json --record
+
+# the learned Gaussian denoiser and plug-and-play (chapter 2's last section): train on the photographs,
+# copy, measure it as a denoiser, choose pnp's schedule and then its λ per σ on the tune split, benchmark
+# pnp on the test split (README block) and on the second test set, record; and the synthesis speed
+denoiser-checkpoint: setup
+	$(PY) -m deblur_edu.train denoiser --config cpu --out runs/denoiser-cpu --resume --no-progress
+	$(MAKE) copy-runs RUNS="denoiser-cpu:denoiser-cpu"
+	$(PY) -m deblur_edu.experiments.denoising --json benchmarks/denoiser.json
+	$(PY) -m deblur_edu.experiments.pnp_schedule --json benchmarks/pnp_schedule.json
+	@echo "PNP in deblur_edu/methods.py must carry the chosen schedule (tests/test_shipped_denoiser.py checks it)"
+	$(PY) -m deblur_edu.tune --methods pnp
+	$(PY) -m deblur_edu.bench --methods tv,hyper-laplacian,pnp --boundaries valid circular --json benchmarks/pnp.json \
+	  --no-speed --readme README.md --readme-block pnp
+	$(PY) -m deblur_edu.bench --methods tv,hyper-laplacian,pnp --split extra --json benchmarks/pnp_extra.json --no-speed
+	$(PY) -m deblur_edu.checkpoints deblur_edu/weights/denoiser-cpu benchmarks/pnp.json --method pnp
+	$(PY) -m deblur_edu.experiments.synthesis_speed --json benchmarks/synthesis_speed.json
 
 # copy finished runs (RUNS: run:name pairs) to the shipped weights and their logs to benchmarks/
 copy-runs:

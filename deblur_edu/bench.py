@@ -24,7 +24,7 @@ from typing import Callable
 
 import torch
 
-from .benchmark_data import Benchmark, interior, load_benchmark, score_crop
+from .benchmark_data import SPLITS, Benchmark, interior, load_benchmark, score_crop
 from .checkpoints import git_commit
 from .methods import METHODS, available_methods, get_method, load_defaults
 from .metrics import psnr, ssim
@@ -272,7 +272,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         f"checkpoint is present)")
     p.add_argument("--json", default=None, help="write the results here")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    p.add_argument("--split", default="test", choices=["test", "tune"])
+    p.add_argument("--split", default="test", choices=sorted(SPLITS),
+                   help="test: Set12 09-12 x Levin (default); tune: Set12 05, 07 x camera shakes; "
+                        "extra: Set12 01-04, 06 x Levin (a second test set)")
     p.add_argument("--data-dir", default=None, help="data directory (default: $DEBLUR_EDU_DATA or the cache)")
     p.add_argument("--no-speed", action="store_true", help="skip the Wiener batch-speed measurement")
     p.add_argument("--readme", default=None, help="also write the results table into this README")

@@ -13,7 +13,9 @@ Per (image, kernel, boundary, σ):
 
 Splits: ``test`` — Set12 09–12 (256² centre crops of the 512² originals) × Levin's 8
 kernels; ``tune`` — Set12 05 and 07 (224² crops of the 256² images) × 8 seeded random
-camera-shake kernels (never Levin's). Hyper-parameters are chosen on ``tune`` only.
+camera-shake kernels (never Levin's); ``extra`` — a second test set, Set12 01–04 and 06
+(224² crops of the 256² images) × Levin's kernels, never used to tune anything.
+Hyper-parameters are chosen on ``tune`` only.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from .physics import Blur, add_noise, scene_padding
 SPLITS = {
     "test": {"images": ["09", "10", "11", "12"], "crop": 256},
     "tune": {"images": ["05", "07"], "crop": 224},
+    "extra": {"images": ["01", "02", "03", "04", "06"], "crop": 224},
 }
 TUNE_KERNEL_SEED = 2009
 TUNE_KERNEL_SIZE = 25
@@ -153,7 +156,7 @@ def load_benchmark(
         if kernels_path:
             kernels = load_kernels(kernels_path)
         else:
-            kernels = levin09(data_dir) if split == "test" else tune_kernels()
+            kernels = tune_kernels() if split == "tune" else levin09(data_dir)
     except FileNotFoundError as err:
         if not fallback:
             raise

@@ -29,7 +29,7 @@ from .runtime import pick_device, write_json
 #: the methods of the comparison, in the book's order, with the chapter that builds each
 COMPARED = {
     "blurred": 1, "inverse": 2, "wiener": 2, "wiener-taper": 2, "rl-30": 2, "tv-circular": 2, "tv": 2, "hyper-laplacian": 2,
-    "rgdn": 3, "deq-jfb": 4, "deq-implicit": 4,
+    "pnp": 2, "rgdn": 3, "deq-jfb": 4, "deq-implicit": 4,
     "reblur-l1": 5, "reblur-l1-ft": 5, "reblur": 5, "reblur-tta": 5, "adarevd": 6,
 }
 #: quick mode: fast methods of every chapter, one image, two kernels, small crops
@@ -39,7 +39,7 @@ QUICK = ("blurred", "wiener-taper", "tv", "rgdn", "reblur-l1", "adarevd")
 ENCODER_OF = {"adarevd-cpu": ["reblur-l1-cpu"], "reblur-cpu": ["reblur-l1-cpu", "reblur-module-cpu"],
               "reblur-l1-ft-cpu": ["reblur-l1-cpu"]}
 #: the model name under which each checkpoint is built (see :data:`deblur_edu.train.MODELS`)
-MODEL_OF = {"rgdn-cpu": "rgdn", "deq-jfb-cpu": "deq", "deq-implicit-cpu": "deq", "reblur-l1-cpu": "reblur",
+MODEL_OF = {"denoiser-cpu": "denoiser", "rgdn-cpu": "rgdn", "deq-jfb-cpu": "deq", "deq-implicit-cpu": "deq", "reblur-l1-cpu": "reblur",
             "reblur-l1-ft-cpu": "reblur", "reblur-cpu": "reblur", "adarevd-cpu": "adarevd"}
 
 

@@ -10,6 +10,12 @@ Layout inside it::
     levin09/Levin09.mat            (original, MATLAB v7.3)
     levin09/levin09_kernels.npz    (optional: the same kernels as arrays k1…k8)
     set12/01.png … set12/12.png
+    photos/*.png|jpg               natural photographs for *training* (never test images)
+
+``photos/`` is filled by ``python -m deblur_edu.data download-photos`` (the 400 train + val
+images of BSDS500, online) or by hand with any photographs you may train on; the project's
+own collection lives in its shared data folder. :func:`load_photos` refuses a file that is
+one of the benchmark's test images.
 """
 
 from __future__ import annotations
@@ -312,6 +318,101 @@ class BlurDataset(torch.utils.data.Dataset):
         return {"blurred": y[0], "sharp": x[0], "kernel": k[0], "sigma": torch.tensor(sigma)}
 
 
+# ----- training photographs ------------------------------------------------------------
+PHOTOS = "photos"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+#: sha256 of every benchmark image file: a training source with one of these is refused
+BENCHMARK_SHA256 = frozenset(sha for rel, (_, sha) in REMOTE_FILES.items() if rel.startswith("set12/"))
+
+
+def photo_files(folder: str | Path | None = None, data_dir_: str | Path | None = None) -> list[Path]:
+    """The image files of a training-photo folder (default: the data directory's ``photos/``), sorted."""
+    root = Path(folder) if folder is not None else data_dir(data_dir_) / PHOTOS
+    files = sorted(f for f in root.glob("*") if f.suffix.lower() in IMAGE_SUFFIXES) if root.is_dir() else []
+    if not files:
+        raise FileNotFoundError(
+            f"no training photographs (.png/.jpg) in {root}. Download BSDS500's 400 train + val images with "
+            f"'python -m deblur_edu.data download-photos' (online), or put photographs you may train on there.")
+    return files
+
+
+def load_photos(folder: str | Path | None = None, data_dir_: str | Path | None = None,
+                min_side: int = 0) -> dict[str, torch.Tensor]:
+    """Training photographs as gray (1, 1, H, W) tensors in [0, 1], keyed by file stem.
+
+    A file whose sha256 is that of a benchmark image (Set12) is refused: the benchmark must
+    measure images the models never saw. Images with a side below ``min_side`` are skipped
+    (they cannot give a training crop of that size).
+    """
+    photos = {}
+    for f in photo_files(folder, data_dir_):
+        if sha256(f) in BENCHMARK_SHA256:
+            raise ValueError(f"{f} is a benchmark test image (its sha256 is that of a Set12 file); "
+                             f"remove it from the training photographs.")
+        img = load_image(f)
+        if min(img.shape[-2:]) >= min_side:
+            photos[f.stem] = img
+    if not photos:
+        raise ValueError(f"no training photograph in {photo_files(folder, data_dir_)[0].parent} has both sides "
+                         f">= {min_side} px; use smaller patches or larger photographs.")
+    return photos
+
+
+#: BSDS500 (Arbeláez, Maire, Fowlkes & Malik, "Contour detection and hierarchical image
+#: segmentation", IEEE TPAMI 2011): its 200 train + 100 val images are the usual training set
+#: of denoisers (with BSD's 100 test images: "BSD400", Zhang et al. 2017). No checksum of the
+#: archive is published, so the first download records its sha256 and later ones must match it.
+BSDS500_URL = "https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/BSR/BSR_bsds500.tgz"
+BSDS500_SPLITS = ("train", "val")
+BSDS500_PREFIX = "BSR/BSDS500/data/images/"
+
+
+def download_photos(root: str | Path | None = None, url: str = BSDS500_URL) -> list[Path]:
+    """Download BSDS500 and write its train + val images into ``root/photos`` as 8-bit gray PNGs.
+
+    Trust on first use: BSDS500 publishes no checksum, so the archive's sha256 is recorded in
+    ``photos/bsds500.sha256`` the first time and every later download must match it. The
+    archive goes to a temporary file that is deleted whatever happens; only the converted
+    images are kept (``bsds500-<split>-<id>.png``).
+    """
+    import tarfile
+
+    from skimage import io
+
+    photos = Path(root if root is not None else data_dir()) / PHOTOS
+    photos.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=photos, suffix=".tgz.part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+            shutil.copyfileobj(response, out)
+        got = sha256(tmp)
+        record = photos / "bsds500.sha256"
+        if record.is_file() and record.read_text().split()[0] != got:
+            raise OSError(f"sha256 mismatch for {url}: this archive is {got}, the first download was "
+                          f"{record.read_text().split()[0]} ({record}); nothing was written.")
+        written = []
+        with tarfile.open(tmp) as archive:
+            for member in archive.getmembers():
+                parts = member.name.removeprefix(BSDS500_PREFIX).split("/")
+                if not member.name.startswith(BSDS500_PREFIX) or len(parts) != 2 or parts[0] not in BSDS500_SPLITS \
+                        or not parts[1].lower().endswith(".jpg") or not member.isfile():
+                    continue
+                image = io.imread(archive.extractfile(member))
+                gray = np.clip(np.round(to_gray(image / 255.0) * 255), 0, 255).astype(np.uint8)
+                target = photos / f"bsds500-{parts[0]}-{Path(parts[1]).stem}.png"
+                io.imsave(target, gray, check_contrast=False)
+                written.append(target)
+        if not written:
+            raise OSError(f"{url} holds no {BSDS500_PREFIX}{{train,val}}/*.jpg images; is it BSR_bsds500.tgz?")
+        if not record.is_file():
+            record.write_text(f"{got}  {url}\n")
+            print(f"recorded the archive's sha256 (no published checksum exists) in {record}")
+        return written
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 # ----- command line -------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deblur_edu.data", description=__doc__.split("\n")[0])
@@ -320,9 +421,16 @@ def main(argv: list[str] | None = None) -> int:
     dl.add_argument("--dir", default=None, help="target folder (default: the user cache directory)")
     dl.add_argument("--base-url", default=BASE_URL)
     sub.add_parser("where", help="print the data directory in use")
+    ph = sub.add_parser("download-photos", help="download BSDS500's 400 train + val images for training (network)")
+    ph.add_argument("--dir", default=None, help="data folder; photos go to DIR/photos (default: the data directory)")
+    ph.add_argument("--url", default=BSDS500_URL)
     args = parser.parse_args(argv)
     if args.command == "where":
         print(data_dir())
+        return 0
+    if args.command == "download-photos":
+        written = download_photos(args.dir, args.url)
+        print(f"wrote {len(written)} training photographs to {written[0].parent}")
         return 0
     for p in download_all(args.dir or data_dir(), args.base_url):
         print(p)

@@ -63,18 +63,32 @@ def disk(radius: float, size: int | None = None, dtype=torch.float32) -> torch.T
 
 def _rasterise(points: torch.Tensor, size: int) -> torch.Tensor:
     """Splat sub-pixel points (N, 2) (row, col relative to the centre) bilinearly on a grid."""
+    return rasterise_batch(points[None], size)[0]
+
+
+def rasterise_batch(points: torch.Tensor, size: int) -> torch.Tensor:
+    """Splat sub-pixel points (B, N, 2) (row, col relative to the centre) bilinearly on B grids.
+
+    Each point adds its four bilinear weights to the pixels around it; points outside the
+    grid add nothing (their weight is zeroed rather than masked out, so the shapes never
+    depend on the data: one ``index_add_`` per corner, no host synchronisation on a GPU).
+    Returns (B, size, size) on ``points``' device.
+    """
+    B, N, _ = points.shape
     p = points + size // 2
     p0 = torch.floor(p)
     frac = p - p0
-    k = torch.zeros(size * size, dtype=points.dtype)
+    k = torch.zeros(B * size * size, dtype=points.dtype, device=points.device)
+    first = (torch.arange(B, device=points.device) * size * size)[:, None]
     for dr in (0, 1):
         for dc in (0, 1):
-            w = (frac[:, 0] if dr else 1 - frac[:, 0]) * (frac[:, 1] if dc else 1 - frac[:, 1])
-            r = (p0[:, 0] + dr).long()
-            c = (p0[:, 1] + dc).long()
+            w = (frac[..., 0] if dr else 1 - frac[..., 0]) * (frac[..., 1] if dc else 1 - frac[..., 1])
+            r = (p0[..., 0] + dr).long()
+            c = (p0[..., 1] + dc).long()
             inside = (r >= 0) & (r < size) & (c >= 0) & (c < size)
-            k.index_add_(0, (r * size + c)[inside], w[inside])
-    return k.reshape(size, size)
+            index = first + r.clamp(0, size - 1) * size + c.clamp(0, size - 1)
+            k.index_add_(0, index.flatten(), torch.where(inside, w, torch.zeros_like(w)).flatten())
+    return k.reshape(B, size, size)
 
 
 def motion(length: float, angle: float, size: int | None = None, dtype=torch.float32) -> torch.Tensor:
@@ -110,6 +124,7 @@ def camera_shake(
     from motion blur", IEEE TIP 2012). The curve is scaled so its longest side spans
     ``extent`` pixels (default: uniform in [0.3, 0.9]·(size − 2)), sampled 16× per step,
     centred on its centre of mass, and rasterised with bilinear weights.
+    :func:`camera_shakes` draws a whole batch at once.
 
     Args:
         size: kernel side (odd is customary).
@@ -127,16 +142,59 @@ def camera_shake(
     acc = torch.randn(steps, 2, generator=generator, dtype=torch.float64)
     velocity = torch.randn(1, 2, generator=generator, dtype=torch.float64) * 2 + torch.cumsum(acc, 0)
     path = torch.cumsum(velocity, 0)
-    # sub-sample the continuous (piecewise-linear) path
-    t = torch.linspace(0, steps - 1, 16 * steps, dtype=torch.float64)
-    i0 = t.floor().long().clamp(max=steps - 2)
-    f = (t - i0)[:, None]
-    points = path[i0] * (1 - f) + path[i0 + 1] * f
-    span = (points.max(0).values - points.min(0).values).max().clamp(min=1e-6)
     if extent is None:
         extent = float(0.3 + 0.6 * torch.rand(1, generator=generator, dtype=torch.float64)) * (size - 2)
-    points = (points - points.mean(0)) * (extent / span)
+    points = shake_trajectory(path[None], torch.tensor([extent], dtype=torch.float64))[0]
     return _normalise(_rasterise(points, size)).to(dtype)
+
+
+def shake_trajectory(path: torch.Tensor, extent: torch.Tensor, oversample: int = 16) -> torch.Tensor:
+    """Sub-sample piecewise-linear paths (B, steps, 2) ``oversample``× per step, centre each on
+    its centre of mass and scale it so its longest side spans ``extent`` (B,) pixels."""
+    steps = path.shape[1]
+    t = torch.linspace(0, steps - 1, oversample * steps, dtype=path.dtype, device=path.device)
+    i0 = t.floor().long().clamp(max=steps - 2)
+    f = (t - i0)[:, None]
+    points = path[:, i0] * (1 - f) + path[:, i0 + 1] * f
+    span = (points.amax(1) - points.amin(1)).amax(1).clamp(min=1e-6)
+    return (points - points.mean(1, keepdim=True)) * (extent / span)[:, None, None]
+
+
+def camera_shakes(
+    n: int,
+    size: int = 31,
+    generator: torch.Generator | None = None,
+    extent_range: tuple[float, float] = (0.3, 0.9),
+    steps: int = 64,
+    device: torch.device | str | None = None,
+    dtype=torch.float32,
+) -> torch.Tensor:
+    """A batch of ``n`` random camera-shake kernels, drawn at once on ``device``.
+
+    The same model as :func:`camera_shake` — a random-walk velocity, its running sum as the
+    path, scaled so its longest side spans ``extent = U(extent_range)·(size − 2)`` pixels,
+    rasterised bilinearly — with every kernel of the batch made by the same few tensor
+    operations (no loop over kernels), so a GPU can synthesise them beside training. The
+    draws come from ``generator``, which must live on ``device`` (a CPU generator for CPU).
+
+    Returns:
+        (n, 1, size, size), each non-negative and summing to 1.
+    Example:
+        >>> k = camera_shakes(4, 31, torch.Generator().manual_seed(0), extent_range=(0.1, 0.9))
+        >>> k.shape, torch.allclose(k.sum(dim=(-2, -1)), torch.ones(4, 1))
+        (torch.Size([4, 1, 31, 31]), True)
+    """
+    lo, hi = extent_range
+    if not 0 < lo <= hi <= 1:
+        raise ValueError(f"extent_range must satisfy 0 < low <= high <= 1 (fractions of size - 2), got {extent_range}.")
+    device = torch.device(device) if device is not None else (generator.device if generator is not None else None)
+    opts = {"generator": generator, "dtype": torch.float64, "device": device}
+    acc = torch.randn(n, steps, 2, **opts)
+    velocity = torch.randn(n, 1, 2, **opts) * 2 + torch.cumsum(acc, 1)
+    path = torch.cumsum(velocity, 1)
+    extent = (lo + (hi - lo) * torch.rand(n, **opts)) * (size - 2)
+    k = rasterise_batch(shake_trajectory(path, extent), size)
+    return (k / k.sum(dim=(-2, -1), keepdim=True)).to(dtype)[:, None]
 
 
 def levin09(data_dir: str | Path | None = None, dtype=torch.float32) -> list[torch.Tensor]:

@@ -154,6 +154,20 @@ def _shipped(name: str, model_name: str):
     return run
 
 
+#: plug-and-play's schedule besides λ (tuned per σ by ``python -m deblur_edu.tune``): HQS iterations,
+#: the first denoising level and CG iterations per data step, chosen on the *tune* split by
+#: ``python -m deblur_edu.experiments.pnp_schedule`` (benchmarks/pnp_schedule.json; a test keeps them equal)
+PNP = {"iterations": 8, "sigma_start": 49 / 255, "cg_iterations": 10}
+
+
+def _pnp(y, k, sigma, lam, defaults):
+    """Plug-and-play HQS with the shipped learned denoiser (:func:`deblur_edu.learned.pnp.pnp_hqs`)."""
+    from .learned.pnp import pnp_hqs
+
+    denoiser = load_shipped("denoiser-cpu", "denoiser").to(y.device)
+    return pnp_hqs(y, k, sigma, denoiser, lam=lam, **PNP)
+
+
 #: test-time adaptation of the chapter-5 deblurrer (Nah et al. 2022); the learning rate is the one
 #: ``python -m deblur_edu.reblur_eval --split tune --tta-sweep ...`` chose on the *tune* split
 #: (benchmarks/reblur_tta_tune.json; tests/test_shipped_reblur.py keeps the two equal)
@@ -197,6 +211,9 @@ METHODS: dict[str, Method] = {
         Method("skimage-rl-10", _skimage_rl(10), None, [], "skimage.restoration.richardson_lucy, 10 it"),
         Method("skimage-rl-30", _skimage_rl(30), None, [], "skimage.restoration.richardson_lucy, 30 it"),
         Method("skimage-rl-100", _skimage_rl(100), None, [], "skimage.restoration.richardson_lucy, 100 it"),
+        Method("pnp", _pnp, "lam", _logspace(-2, 0, 9),
+               "plug-and-play: border-aware HQS whose prior step is the learned Gaussian denoiser "
+               "(DPIR's schedule, Zhang et al. 2021), shipped checkpoint", checkpoint="denoiser-cpu"),
         Method("rgdn", _shipped("rgdn-cpu", "rgdn"), None, [],
                "learned gradient descent (Gong et al. 2020), shipped checkpoint", checkpoint="rgdn-cpu"),
         Method("deq-jfb", _shipped("deq-jfb-cpu", "deq"), None, [],

@@ -1,9 +1,12 @@
-"""Runtime helpers: device choice, seeding, CUDA-safe timing."""
+"""Runtime helpers: device choice, seeding, CUDA-safe timing, and the provenance of a measurement."""
 
 from __future__ import annotations
 
+import datetime
 import json
+import platform
 import random
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -70,3 +73,49 @@ def write_json(path: str | Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2))
     print(f"wrote {path}")
+
+
+def git_commit() -> str:
+    """The repository's HEAD commit, or "" outside a git checkout (an installed package)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).parent)
+        return out.stdout.strip() if out.returncode == 0 else ""
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def cpu_name() -> str:
+    """The processor's model name (from /proc/cpuinfo where there is one)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def provenance(device: torch.device, split: str | None = None, data: str | None = None,
+               command: str = "") -> dict:
+    """What produced a measurement — the one record every measurement command writes into its JSON:
+    commit, versions, device (and GPU), CPU and threads, the data and split, the date and the command."""
+    import numpy
+    import skimage
+
+    return {
+        "commit": git_commit(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "scikit-image": skimage.__version__,
+        "device": str(device),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "cpu": cpu_name(),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "data": data,
+        "split": split,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+    }

@@ -42,6 +42,7 @@ import torch.distributed as dist
 import yaml
 from torch import nn
 
+from . import synthesis
 from .checkpoints import git_commit, save_model
 from .data import BlurDataset
 from .runtime import pick_device, seed_everything
@@ -61,10 +62,32 @@ def output_loss(model: nn.Module, batch: dict) -> torch.Tensor:
     return torch.mean((model(batch["blurred"], batch["kernel"]) - batch["sharp"]) ** 2)
 
 
+def deblurred(model: nn.Module, batch: dict) -> torch.Tensor:
+    """The estimate a deblurring model makes of a batch: ``model(y, k)``."""
+    return model(batch["blurred"], batch["kernel"])
+
+
+def denoised(model: nn.Module, batch: dict) -> torch.Tensor:
+    """The estimate a denoiser makes of a batch: ``model(noisy, σ)``."""
+    return model(batch["noisy"], batch["sigma"])
+
+
+def denoising_loss(model: nn.Module, batch: dict) -> torch.Tensor:
+    """Mean absolute error of each denoised image relative to its noise level σ, averaged.
+
+    L1 (DRUNet's loss; it trains restoration networks faster than MSE, Zhao et al., IEEE TCI
+    2017), divided by σ so that every noise level weighs alike: an error of 0.001 matters at
+    σ = 0.01 as an error of 0.01 does at σ = 0.1 — what plug-and-play's geometric schedule needs.
+    """
+    error = (denoised(model, batch) - batch["sharp"]).abs().mean(dim=(1, 2, 3))
+    return torch.mean(error / batch["sigma"])
+
+
 @dataclass
 class ModelSpec:
     build: Callable[[dict], nn.Module]
     loss: Callable[[nn.Module, dict], torch.Tensor]
+    estimate: Callable[[nn.Module, dict], torch.Tensor] = deblurred  # what validation scores
 
 
 def _build_rgdn(cfg: dict) -> nn.Module:
@@ -97,6 +120,12 @@ def _build_adarevd(cfg: dict) -> nn.Module:
     return AdaRevD(**cfg)
 
 
+def _build_denoiser(cfg: dict) -> nn.Module:
+    from .learned.denoiser import GaussianDenoiser
+
+    return GaussianDenoiser(**cfg)
+
+
 def self_computed_loss(model: nn.Module, batch: dict) -> torch.Tensor:
     """The loss the model's forward computes when given the sharp images (chapter 5's L1 +
     reblurring losses, chapter 6's multi-decoder loss): a model whose loss needs more than
@@ -110,6 +139,7 @@ MODELS: dict[str, ModelSpec] = {
     "feedforward": ModelSpec(_build_feedforward, output_loss),
     "reblur": ModelSpec(_build_reblur, self_computed_loss),
     "adarevd": ModelSpec(_build_adarevd, self_computed_loss),
+    "denoiser": ModelSpec(_build_denoiser, denoising_loss, denoised),
 }
 
 
@@ -119,22 +149,56 @@ VALIDATION_SEED_OFFSET = 10_000
 
 
 def validation_batch(data_cfg: dict, size: int, device: torch.device) -> dict:
-    """A fixed batch of ``size`` samples from :class:`BlurDataset` with a different seed."""
-    ds = BlurDataset(**{**data_cfg, "length": size, "seed": data_cfg.get("seed", 0) + VALIDATION_SEED_OFFSET})
+    """A fixed batch of ``size`` samples drawn like the training data but from another seed:
+    from :class:`BlurDataset`, or from the on-device synthesis when the config names a ``task``."""
+    seed = data_cfg.get("seed", 0) + VALIDATION_SEED_OFFSET
+    if "task" in data_cfg:
+        return synthesis.from_config({**data_cfg, "seed": seed}, device).batch(step=0, size=size)
+    ds = BlurDataset(**{**data_cfg, "length": size, "seed": seed})
     samples = [ds[i] for i in range(size)]
     return {k: torch.stack([s[k] for s in samples]).to(device) for k in samples[0]}
 
 
 @torch.no_grad()
-def validation_psnr(model: nn.Module, batch: dict) -> float:
-    """Mean PSNR (dB) of the model's output (the last step for unrolled models) on ``batch``."""
+def validation_psnr(model: nn.Module, batch: dict, estimate: Callable[[nn.Module, dict], torch.Tensor] = deblurred
+                    ) -> float:
+    """Mean PSNR (dB) of the model's estimate (the last step for unrolled models) on ``batch``."""
     from .metrics import psnr
 
     was_training = model.training
     model.eval()
-    out = model(batch["blurred"], batch["kernel"])
+    out = estimate(model, batch)
     model.train(was_training)
     return float(psnr(out.clamp(0, 1), batch["sharp"]).mean())
+
+
+def training_batches(data_cfg: dict, tc: dict, step: int, rank: int, world: int, device: torch.device):
+    """This process's training batches from ``step`` on, on ``device``.
+
+    With a ``task`` in the config, a batch is made on the device by :mod:`deblur_edu.synthesis`
+    as a pure function of (seed, step): every process makes the whole global batch and keeps
+    its slice, so N processes with batch b take the steps of one process with batch N·b.
+    Otherwise the samples come from :class:`BlurDataset` through a ``DataLoader``, one seeded
+    shuffle per epoch sharded like ``DistributedSampler``.
+    """
+    b = tc["batch_size"]
+    if "task" in data_cfg:
+        source = synthesis.from_config(data_cfg, device)
+        while True:
+            batch = source.batch(step, b * world)
+            yield {k: v[rank * b : (rank + 1) * b] for k, v in batch.items()}
+            step += 1
+    dataset = BlurDataset(**data_cfg)
+    per_epoch = len(dataset) // (b * world)
+    if per_epoch < 1:
+        raise ValueError(f"data.length={len(dataset)} is smaller than one global batch ({b}×{world}).")
+    while True:
+        epoch, offset = divmod(step, per_epoch)
+        batches = batches_for_epoch(len(dataset), b, rank, world, tc["seed"], epoch)[offset:]
+        loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=tc.get("workers", 0))
+        for batch in loader:
+            yield {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            step += 1
 
 
 # ----- configuration --------------------------------------------------------------------
@@ -269,7 +333,6 @@ def train(model_name: str, cfg: dict, out: str | Path, resume: bool = False, dev
     if world > 1:
         dist.barrier()  # the other ranks start once rank 0 has checked (and maybe cleaned) the folder
     seed_everything(tc["seed"])
-    dataset = BlurDataset(**cfg["data"])
     model = spec.build(cfg["model"]).to(dev)
     ddp = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     opt = torch.optim.AdamW(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
@@ -292,19 +355,13 @@ def train(model_name: str, cfg: dict, out: str | Path, resume: bool = False, dev
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(cfg))
-    per_epoch = len(dataset) // (tc["batch_size"] * world)
-    if per_epoch < 1:
-        raise ValueError(f"data.length={len(dataset)} is smaller than one global batch ({tc['batch_size']}×{world}).")
+    batches = training_batches(cfg["data"], tc, step, rank, world, dev)
     bar = tqdm(total=tc["steps"], initial=step, disable=not progress or rank != 0, desc=model_name)
     started = time.time() - wall
     invoked = time.time()
     last_step = tc["steps"] if stop_after is None else min(tc["steps"], step + stop_after)
-    while step < last_step:
-        epoch, offset = divmod(step, per_epoch)
-        batches = batches_for_epoch(len(dataset), tc["batch_size"], rank, world, tc["seed"], epoch)[offset:]
-        loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=tc.get("workers", 0))
-        for batch in loader:
-            batch = {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
+    if step < last_step:
+        for batch in batches:
             with torch.autocast(dev.type, dtype=torch.float16, enabled=amp):
                 loss = spec.loss(ddp, batch)
             opt.zero_grad(set_to_none=True)
@@ -324,7 +381,7 @@ def train(model_name: str, cfg: dict, out: str | Path, resume: bool = False, dev
                           "lr": sched.get_last_lr()[0], "seconds": time.time() - started}
                 if validate:
                     t0 = time.time()
-                    record["val_psnr"] = validation_psnr(model, val_batch)
+                    record["val_psnr"] = validation_psnr(model, val_batch, spec.estimate)
                     val_seconds += time.time() - t0
                 record["train_seconds"] = record["seconds"] - val_seconds  # wall time without validation
                 with open(out / "log.jsonl", "a") as f:
@@ -347,7 +404,8 @@ def train(model_name: str, cfg: dict, out: str | Path, resume: bool = False, dev
     meta = {
         "model_name": model_name,
         "config": cfg,
-        "data_recipe": "deblur_edu.data.BlurDataset(**config['data']): dead leaves + scikit-image sample images, "
+        "data_recipe": synthesis.describe(cfg["data"]) if "task" in cfg["data"] else
+                       "deblur_edu.data.BlurDataset(**config['data']): dead leaves + scikit-image sample images, "
                        "seeded camera-shake kernels, sigma ~ U(sigma_range), valid blur, 8-bit quantised; "
                        "no benchmark images or Levin kernels",
         "commit": git_commit(),

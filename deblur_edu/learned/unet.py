@@ -45,10 +45,12 @@ class UNet(nn.Module):
     """Blind deblurrer ``x̂ = y + U(y)`` (see the module docstring).
 
     Args:
-        channels: image channels.
+        channels: image channels (of the output, and of the input unless ``in_channels``).
         width: features at full resolution (doubled at each level).
         levels: number of halvings.
         blocks: residual blocks per stage.
+        in_channels: input channels when they differ from the output's (e.g. an image plus a
+            noise-level map, :class:`~deblur_edu.learned.denoiser.GaussianDenoiser`).
 
     Example:
         >>> net = UNet(width=8, levels=2)
@@ -56,11 +58,12 @@ class UNet(nn.Module):
         torch.Size([2, 1, 30, 33])
     """
 
-    def __init__(self, channels: int = 1, width: int = 16, levels: int = 2, blocks: int = 1):
+    def __init__(self, channels: int = 1, width: int = 16, levels: int = 2, blocks: int = 1,
+                 in_channels: int | None = None):
         super().__init__()
         self.channels, self.levels = channels, levels
         widths = [width * 2 ** i for i in range(levels + 1)]
-        self.stem = nn.Conv2d(channels, width, 3, padding=1)
+        self.stem = nn.Conv2d(in_channels or channels, width, 3, padding=1)
         self.encoders = nn.ModuleList(stage(w, blocks) for w in widths[:-1])
         self.downs = nn.ModuleList(nn.Conv2d(w, 2 * w, 3, stride=2, padding=1) for w in widths[:-1])
         self.bottleneck = stage(widths[-1], blocks)

@@ -1,0 +1,70 @@
+r"""A learned Gaussian denoiser ``D(x, σ)``: the image prior of plug-and-play and of chapters 3–4.
+
+A denoiser trained to remove white Gaussian noise of level σ from natural images has learned
+what natural images look like: by Tweedie's formula, the best (MMSE) denoiser moves a noisy
+image along the gradient of the log-density of noisy images, ``D(x, σ) = x + σ² ∇ log p_σ(x)``
+(Robbins 1956; Efron 2011). Plug-and-play methods (Venkatakrishnan, Bouman & Wohlberg 2013;
+Zhang et al., "Plug-and-play image restoration with deep denoiser prior", TPAMI 2021 — DPIR)
+use it in place of a hand-made prior's proximal map (:mod:`deblur_edu.learned.pnp`).
+
+The network is a small U-Net (:class:`~deblur_edu.learned.UNet`) that predicts the noise to
+remove, ``D(x, σ) = x + U([x, σ·1])``, and sees the noise level as a second input channel — a
+constant map, as DRUNet and FFDNet (Zhang et al. 2018) do. Why σ-conditioned rather than
+blind (e.g. bias-free, Mohan et al. 2020): plug-and-play sets the denoiser's strength by a
+*schedule*, from strong to weak, and what it denoises is the current estimate, whose error is
+not white noise of a known level; a blind denoiser would guess the strength from the input and
+could not be steered. Trained on photographs for σ ∈ [0, 0.2] (``deblur_edu/configs/denoiser-*.yaml``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..validation import check_channels, check_image
+from .unet import UNet
+
+
+def noise_map(sigma: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """σ as a (B, 1, H, W) map on ``like``'s device and dtype: a number, or one value per image.
+
+    Example:
+        >>> noise_map(torch.tensor([0.1, 0.2]), torch.zeros(2, 1, 3, 3))[:, 0, 0, 0].tolist()
+        [0.10000000149011612, 0.20000000298023224]
+    """
+    s = torch.as_tensor(sigma, device=like.device, dtype=like.dtype)
+    if s.dim() > 1 and s.numel() == like.shape[0]:
+        s = s.reshape(-1)
+    if s.dim() > 1 or (s.dim() == 1 and s.numel() not in (1, like.shape[0])):
+        raise ValueError(f"sigma must be a number or one value per image ({like.shape[0]}), got shape {tuple(s.shape)}.")
+    if not bool(torch.isfinite(s).all()) or bool((s < 0).any()):
+        raise ValueError("sigma (the noise standard deviation) must be finite and >= 0.")
+    return s.reshape(-1, 1, 1, 1).expand(like.shape[0], 1, *like.shape[-2:])
+
+
+class GaussianDenoiser(nn.Module):
+    """``D(x, σ) = x + U([x, σ])`` — a noise-level-conditioned U-Net denoiser (module docstring).
+
+    Args:
+        channels: image channels.
+        width, levels, blocks: the U-Net's width at full resolution, halvings, residual blocks per stage.
+
+    Example:
+        >>> net = GaussianDenoiser(width=8, levels=2)
+        >>> x = torch.rand(2, 1, 30, 33)
+        >>> net(x, 0.1).shape, net(x, torch.tensor([0.0, 0.2])).shape
+        (torch.Size([2, 1, 30, 33]), torch.Size([2, 1, 30, 33]))
+    """
+
+    def __init__(self, channels: int = 1, width: int = 32, levels: int = 3, blocks: int = 1):
+        super().__init__()
+        self.channels = channels
+        self.unet = UNet(channels, width, levels, blocks, in_channels=channels + 1)
+        nn.init.zeros_(self.unet.head.weight)  # start as the identity: D(x, σ) = x
+        nn.init.zeros_(self.unet.head.bias)
+
+    def forward(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+        """Denoise ``x`` (B, C, H, W) at noise level ``sigma`` (a number or one per image)."""
+        x = check_image(x, "x", value_range=False)
+        check_channels(x, self.channels, "GaussianDenoiser")
+        return x + self.unet.residual(torch.cat([x, noise_map(sigma, x)], dim=1))
