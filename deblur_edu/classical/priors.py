@@ -107,9 +107,16 @@ FIRST_AND_SECOND_ORDER = Derivatives(grad_and_hessian, grad_and_hessian_adjoint,
 def gradient_magnitude(g: torch.Tensor) -> torch.Tensor:
     """Per-pixel ``sqrt(g_h² + g_v²)`` of a gradient field (B, C, 2, H, W), keeping axis 2.
 
-    (Written out: ``Tensor.norm(dim=2)`` is a hundred times slower on CPU here.)
+    Differentiable everywhere: at ``g = 0`` (a flat patch, e.g. a constant image) the slope
+    of ``sqrt`` is infinite and autograd would multiply it by the zero slope of ``g²``,
+    giving NaN. The double ``where`` feeds ``sqrt`` a 1 there instead and returns 0, so the
+    gradient at 0 is 0 (a subgradient of the norm) and the value is bit-identical to
+    ``sqrt(g_h² + g_v²)``. (Written out: ``Tensor.norm(dim=2)`` is a hundred times slower
+    on CPU here.)
     """
-    return (g * g).sum(dim=2, keepdim=True).sqrt()
+    squared = (g * g).sum(dim=2, keepdim=True)
+    positive = squared > 0
+    return torch.where(positive, torch.where(positive, squared, 1.0).sqrt(), 0.0)
 
 
 def prox_tv(v: torch.Tensor, tau: float) -> torch.Tensor:
