@@ -162,12 +162,14 @@ def check_iterations(n: int, name: str = "iterations") -> int:
 
 
 def check_problem(y: object, k: object) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate a deconvolution problem ``(y, k)``; returns k on y's device and dtype."""
+    """Validate a deconvolution problem ``(y, k)``; returns k on y's device, in y's dtype —
+    float32 for half-precision y, the precision the FFTs run in (a kernel rounded to
+    float16 would shift every frequency the solvers divide by)."""
     y = check_image(y, "y")
     k = check_kernel(k, "k")
     check_batch_match(y, k, "y")
     check_kernel_fits(y.shape, k, "y")
-    return y, k.to(device=y.device, dtype=y.dtype)
+    return y, k.to(device=y.device, dtype=torch.promote_types(y.dtype, torch.float32))
 
 
 def check_channels(y: torch.Tensor, channels: int, model: str) -> None:

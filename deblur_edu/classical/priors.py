@@ -15,6 +15,8 @@ from typing import Callable
 
 import torch
 
+from ..physics import fft_dtype, rfft2
+
 
 def grad(x: torch.Tensor) -> torch.Tensor:
     """Forward differences ``(x[i, j+1] − x[i, j], x[i+1, j] − x[i, j])``, circular: (B, C, 2, H, W)."""
@@ -28,14 +30,16 @@ def grad_adjoint(g: torch.Tensor) -> torch.Tensor:
 
 
 def _filters_otf_power(filters: list[list[list[float]]], shape: tuple[int, int], device=None, dtype=torch.float32) -> torch.Tensor:
-    """``Σ_f |F(f)|²`` on the rfft grid for small filters placed at the origin (circular)."""
-    power = torch.zeros(1, 1, shape[0], shape[1] // 2 + 1, device=device, dtype=dtype)
+    """``Σ_f |F(f)|²`` on the rfft grid for small filters placed at the origin (circular);
+    computed in float32 for half-precision ``dtype``, returned in ``dtype``."""
+    work = fft_dtype(dtype)
+    power = torch.zeros(1, 1, shape[0], shape[1] // 2 + 1, device=device, dtype=work)
     for taps in filters:
-        t = torch.tensor(taps, device=device, dtype=dtype)
-        f = torch.zeros(1, 1, *shape, device=device, dtype=dtype)
+        t = torch.tensor(taps, device=device, dtype=work)
+        f = torch.zeros(1, 1, *shape, device=device, dtype=work)
         f[..., : t.shape[0], : t.shape[1]] = t
-        power = power + torch.fft.rfft2(f).abs() ** 2
-    return power
+        power = power + rfft2(f).abs() ** 2
+    return power.to(dtype)
 
 
 def grad_otf_power(shape: tuple[int, int], device=None, dtype=torch.float32) -> torch.Tensor:

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..physics import rfft2
 from ..validation import check_channels, check_image
 from .unet import ResBlock, UNet
 
@@ -265,6 +266,6 @@ class ReversibleDecoder(nn.Module):
 
 def multi_decoder_loss(estimates: Sequence[torch.Tensor], sharp: torch.Tensor, fft_weight: float = 0.01) -> torch.Tensor:
     """AdaRevD's loss: the mean over sub-decoders of ``‖x̂_i − x‖₁ + w·mean|FFT(x̂_i) − FFT(x)|``."""
-    target = torch.fft.rfft2(sharp)
-    terms = [F.l1_loss(x_hat, sharp) + fft_weight * (torch.fft.rfft2(x_hat) - target).abs().mean() for x_hat in estimates]
+    target = rfft2(sharp)  # in float32 for half precision (mixed precision)
+    terms = [F.l1_loss(x_hat, sharp) + fft_weight * (rfft2(x_hat) - target).abs().mean() for x_hat in estimates]
     return torch.stack(terms).mean()
