@@ -172,6 +172,24 @@ def check_problem(y: object, k: object) -> tuple[torch.Tensor, torch.Tensor]:
     return y, k.to(device=y.device, dtype=torch.promote_types(y.dtype, torch.float32))
 
 
+def check_model_dtype(y: torch.Tensor, model: torch.nn.Module, name: str) -> None:
+    """A learned model takes images in its weights' dtype: refuse others with the fix.
+
+    A float64 image given to float32 weights otherwise fails deep in the first convolution
+    ("Input type (double) and bias type (float)"). The image is not cast silently: that
+    would drop precision the caller asked for, and ``model.double()`` is the other fix.
+    Under autocast (mixed precision) autocast itself chooses the dtypes, so any float
+    image passes.
+    """
+    weights = next(model.parameters(), None)
+    if weights is None or y.dtype == weights.dtype or torch.is_autocast_enabled(y.device.type):
+        return
+    raise TypeError(
+        f"this {name}'s weights are {weights.dtype} but y is {y.dtype}; convert the input with "
+        f"y.to({weights.dtype}) (and the kernel likewise), or the model with model.to({y.dtype})."
+    )
+
+
 def check_channels(y: torch.Tensor, channels: int, model: str) -> None:
     """A learned model built for ``channels`` channels refuses images with another number."""
     if y.shape[1] != channels:

@@ -7,6 +7,7 @@ from deblur_edu.classical import richardson_lucy, tv_admm, wiener
 from deblur_edu.data import data_dir, fetch
 from deblur_edu.kernels import gaussian
 from deblur_edu.physics import Blur, add_noise
+from deblur_edu.train import MODELS, load_config
 
 X = torch.rand(2, 1, 32, 32)
 K = gaussian(5, 1.0)
@@ -130,3 +131,13 @@ def test_missing_data_file_names_the_download_command(monkeypatch, tmp_path):
     monkeypatch.setenv("DEBLUR_EDU_DATA", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="set12/09.png.*python -m deblur_edu.data download"):
         fetch("set12/09.png")
+
+
+@pytest.mark.parametrize("model_name", sorted(MODELS))
+def test_float64_input_to_a_learned_model_is_a_type_error_that_names_the_fix(model_name):
+    """Not "Input type (double) and bias type (float)" from inside the first convolution."""
+    torch.manual_seed(0)
+    model = MODELS[model_name].build(load_config(model_name, "tiny")["model"])
+    y = torch.rand(1, 1, 32, 32, dtype=torch.float64)
+    with pytest.raises(TypeError, match=r"weights are torch.float32 but y is torch.float64.*y.to\(torch.float32\)"):
+        model(y, K.double())

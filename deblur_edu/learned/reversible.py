@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..physics import rfft2
-from ..validation import check_channels, check_image
+from ..validation import check_channels, check_image, check_model_dtype
 from .unet import ResBlock, UNet
 
 
@@ -249,6 +249,7 @@ class ReversibleDecoder(nn.Module):
         """``y`` padded (replicate) to a multiple of ``2^levels``, and the frozen encoder's features."""
         y = check_image(y, "y")
         check_channels(y, self.encoder.channels, "ReversibleDecoder")
+        check_model_dtype(y, self, "ReversibleDecoder")
         H, W = y.shape[-2:]
         m = 2 ** self.encoder.levels
         padded = F.pad(y, (0, -W % m, 0, -H % m), mode="replicate")
