@@ -141,3 +141,13 @@ def test_float64_input_to_a_learned_model_is_a_type_error_that_names_the_fix(mod
     y = torch.rand(1, 1, 32, 32, dtype=torch.float64)
     with pytest.raises(TypeError, match=r"weights are torch.float32 but y is torch.float64.*y.to\(torch.float32\)"):
         model(y, K.double())
+
+
+@pytest.mark.parametrize("kernel", [gaussian(5, 1.0), gaussian(3, 0.8)], ids=["5x5", "3x3"])
+def test_a_channels_last_image_is_named_as_such(kernel):
+    """(1, H, W, 3) from numpy/PIL: with a 5×5 kernel the old message was "kernel larger than
+    the y (32×3)"; with a 3×3 kernel it even ran, deblurring along the wrong axes."""
+    rgb = torch.rand(1, 32, 32, 3)
+    for call in (lambda: wiener(rgb, kernel), lambda: Blur(kernel)(rgb)):
+        with pytest.raises(ValueError, match=r"looks channels-last.*permute\(0, 3, 1, 2\)"):
+            call()
