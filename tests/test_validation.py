@@ -151,3 +151,14 @@ def test_a_channels_last_image_is_named_as_such(kernel):
     for call in (lambda: wiener(rgb, kernel), lambda: Blur(kernel)(rgb)):
         with pytest.raises(ValueError, match=r"looks channels-last.*permute\(0, 3, 1, 2\)"):
             call()
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 16), (1, 1, 16, 1), (1, 1, 1, 1)])
+def test_images_too_small_for_the_finite_differences_are_refused_clearly(shape):
+    """1×N, N×1 and 1×1 images failed with a broadcasting error deep in the regulariser."""
+    y, k = torch.rand(shape), torch.ones(1, 1)
+    for call in (lambda: wiener(y, k), lambda: tv_admm(y, k, iterations=2),
+                 lambda: tv_admm(y, k, iterations=2, boundary="circular")):
+        with pytest.raises(ValueError, match=r"too small for this regulariser.*at least 2×2 pixels"):
+            call()
+    assert wiener(y, k, regulariser="identity").shape == shape  # no differences: nothing to refuse

@@ -31,7 +31,17 @@ def grad_adjoint(g: torch.Tensor) -> torch.Tensor:
 
 def _filters_otf_power(filters: list[list[list[float]]], shape: tuple[int, int], device=None, dtype=torch.float32) -> torch.Tensor:
     """``Σ_f |F(f)|²`` on the rfft grid for small filters placed at the origin (circular);
-    computed in float32 for half-precision ``dtype``, returned in ``dtype``."""
+    computed in float32 for half-precision ``dtype``, returned in ``dtype``.
+
+    A filter must fit the grid: a 1×N image has no vertical difference to penalise.
+    """
+    need = (max(len(taps) for taps in filters), max(len(taps[0]) for taps in filters))
+    if shape[0] < need[0] or shape[1] < need[1]:
+        raise ValueError(
+            f"an image of {shape[0]}×{shape[1]} pixels is too small for this regulariser: its finite "
+            f"differences need at least {need[0]}×{need[1]} pixels. Deblur a larger image (or, for "
+            f"Wiener, use regulariser='identity')."
+        )
     work = fft_dtype(dtype)
     power = torch.zeros(1, 1, shape[0], shape[1] // 2 + 1, device=device, dtype=work)
     for taps in filters:
