@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from deblur_edu.classical import richardson_lucy, tv_admm, wiener
+from deblur_edu.classical import richardson_lucy, tv_admm, wiener, wiener_padded
 from deblur_edu.data import data_dir, fetch
 from deblur_edu.kernels import gaussian
 from deblur_edu.physics import Blur, add_noise
@@ -162,3 +162,11 @@ def test_images_too_small_for_the_finite_differences_are_refused_clearly(shape):
         with pytest.raises(ValueError, match=r"too small for this regulariser.*at least 2×2 pixels"):
             call()
     assert wiener(y, k, regulariser="identity").shape == shape  # no differences: nothing to refuse
+
+
+@pytest.mark.parametrize("margin", [-1, -10, 2.5])
+def test_wiener_padded_refuses_a_margin_that_is_not_a_pixel_count(margin):
+    """margin=-10 returned a 10×10 image from a 32×32 input (the crop cut into the image)."""
+    with pytest.raises(ValueError, match="margin must be a whole number of pixels ≥ 0"):
+        wiener_padded(X, K, margin=margin)
+    assert wiener_padded(X, K, margin=0).shape == X.shape

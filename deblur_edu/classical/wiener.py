@@ -116,9 +116,12 @@ def wiener_padded(
 
     Reflecting ``y`` by ``margin`` pixels (default: the kernel size) moves the circular
     wrap-around away from the image, and :func:`edgetaper` smooths the seam that remains,
-    so ringing stays in the margin that is cropped off. Still one FFT solve.
+    so ringing stays in the margin that is cropped off. Still one FFT solve. ``margin`` is a
+    whole number of pixels ≥ 0 (a negative one would crop into the image itself).
     """
     y, k = check_problem(y, k)
+    if margin is not None and (isinstance(margin, bool) or not isinstance(margin, int) or margin < 0):
+        raise ValueError(f"margin must be a whole number of pixels ≥ 0 (default: the kernel size), got {margin!r}.")
     dtype = y.dtype
     y = y.to(fft_dtype(dtype))  # half precision: in float32, returned as it came
     h, w = k.shape[-2:]
