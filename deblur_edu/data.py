@@ -144,21 +144,68 @@ def to_gray(rgb: np.ndarray) -> np.ndarray:
     return rgb[..., :3] @ np.array([0.2125, 0.7154, 0.0721])
 
 
-def image_to_tensor(image: np.ndarray, gray: bool = True) -> torch.Tensor:
-    """An ``(H, W)`` or ``(H, W, 3)`` array (uint8 or float in [0, 1]) → float32 (1, C, H, W)."""
+def unit_range(a: np.ndarray, name: str = "image") -> np.ndarray:
+    """Pixel values → float64 in [0, 1], by what the dtype says about their range.
+
+    Integers are scaled by their type's maximum — uint8 by 255, uint16 by 65535 (16-bit PNGs,
+    which would otherwise arrive as 0–65535 and score −92 dB) — bool is 0/1, and float must
+    already lie in [0, 1]. Other dtypes have no known range and are refused.
+
+    Example:
+        >>> unit_range(np.array([0, 32768, 65535], dtype=np.uint16)).round(3).tolist()
+        [0.0, 0.5, 1.0]
+    """
+    if a.dtype == np.bool_:
+        return a.astype(np.float64)
+    if a.dtype in (np.uint8, np.uint16):
+        return a / float(np.iinfo(a.dtype).max)
+    if np.issubdtype(a.dtype, np.floating):
+        lo, hi = float(np.min(a)), float(np.max(a))
+        if not (0 <= lo and hi <= 1):  # also NaN
+            raise ValueError(f"{name} is {a.dtype} with values in [{lo:g}, {hi:g}]; float images must lie in [0, 1].")
+        return a.astype(np.float64)
+    raise ValueError(f"{name} has {a.dtype} pixels, whose range is unknown; images are uint8, uint16, bool or "
+                     f"float in [0, 1].")
+
+
+def image_to_tensor(image: np.ndarray, gray: bool = True, name: str = "image") -> torch.Tensor:
+    """An image array → float32 (1, C, H, W) in [0, 1] (RGB → gray if ``gray``).
+
+    Takes what PNG/JPEG readers return: ``(H, W)`` gray, ``(H, W, 2)`` gray + alpha,
+    ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA — alpha is dropped, not composited — with values
+    scaled by :func:`unit_range`. Any other shape cannot be an image and is refused, naming
+    ``name`` (the file, when loading).
+    """
     a = np.asarray(image)
-    a = a / 255.0 if a.dtype == np.uint8 else a.astype(np.float64)
+    if a.ndim == 3 and a.shape[-1] in (2, 4):
+        a = a[..., :-1]  # drop alpha
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] != 3) or a.size == 0:
+        raise ValueError(f"{name} has shape {np.shape(image)}; an image is (H, W) gray or (H, W, C) with C = 2 "
+                         f"(gray + alpha), 3 (RGB) or 4 (RGBA).")
+    a = unit_range(a, name)
     if a.ndim == 3 and gray:
         a = to_gray(a)
     t = torch.from_numpy(np.ascontiguousarray(a)).float()
-    return t[None, None] if t.dim() == 2 else t.permute(2, 0, 1)[None, :3]
+    return t[None, None] if t.dim() == 2 else t.permute(2, 0, 1)[None]
 
 
 def load_image(path: str | Path, gray: bool = True) -> torch.Tensor:
-    """Read a PNG/JPEG as a float32 (1, C, H, W) tensor in [0, 1] (RGB → gray if ``gray``)."""
+    """Read a PNG/JPEG of any bit depth as a float32 (1, C, H, W) tensor in [0, 1] (RGB → gray
+    if ``gray``; see :func:`image_to_tensor`). A file that cannot be decoded — corrupt,
+    truncated, not an image — is a ``ValueError`` that names it."""
     from skimage import io
 
-    return image_to_tensor(io.imread(path), gray)
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no image file {path}.")
+    try:
+        image = io.imread(path)
+    except (OSError, ValueError, SyntaxError, RuntimeError, EOFError) as err:  # what Pillow/imageio raise
+        raise ValueError(f"cannot read the image {path} ({type(err).__name__}: {err}); is the file corrupt or "
+                         f"truncated?") from err
+    return image_to_tensor(image, gray, name=str(path))
 
 
 def centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
