@@ -20,6 +20,7 @@ import os
 import shutil
 import sys
 import tempfile
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -105,14 +106,23 @@ def sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def offline_hint(root: Path) -> str:
+    """What to do without the network: put the files in place by hand."""
+    return (f"This machine seems to be offline (or the server cannot be reached). Copy the files instead into "
+            f"{root} in the layout levin09/Levin09.mat, set12/01.png … set12/12.png, or set {ENV_VAR} to a folder "
+            f"that holds them.")
+
+
 def download(
     relative: str, root: str | Path | None = None, base_url: str = BASE_URL, force: bool = False
 ) -> Path:
     """Download one file of :data:`REMOTE_FILES` into ``root``, verifying its sha256.
 
     The file is written to a temporary name and moved into place only if the hash
-    matches, so an interrupted or tampered download never leaves a bad file behind.
-    ``base_url`` may be a ``file://`` URL (that is how the tests exercise this code).
+    matches; on any failure (offline, interrupted, tampered) the temporary file and the
+    folders made for it are removed, so nothing is left behind. Offline, the
+    ``ConnectionError`` says so and how to install the files by hand. ``base_url`` may be a
+    ``file://`` URL (that is how the tests exercise this code).
     """
     if relative not in REMOTE_FILES:
         raise ValueError(f"unknown data file {relative!r}; known: {sorted(REMOTE_FILES)}")
@@ -121,15 +131,27 @@ def download(
     target = root / relative
     if target.is_file() and not force and sha256(target) == expected:
         return target
+    new_dirs = [d for d in (target.parent, *target.parent.parents) if not d.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as tmp:
-        with urllib.request.urlopen(f"{base_url}/{remote}", timeout=60) as response:
-            shutil.copyfileobj(response, tmp)
-    got = sha256(tmp.name)
-    if got != expected:
-        os.unlink(tmp.name)
-        raise OSError(f"sha256 mismatch for {relative}: expected {expected}, got {got}; not saved.")
-    os.replace(tmp.name, target)
+    tmp = tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", suffix=".part", delete=False)
+    try:
+        with tmp:
+            try:
+                with urllib.request.urlopen(f"{base_url}/{remote}", timeout=60) as response:
+                    shutil.copyfileobj(response, tmp)
+            except OSError as err:  # urllib.error.URLError is an OSError
+                reason = err.reason if isinstance(err, urllib.error.URLError) else err
+                raise ConnectionError(f"cannot download {base_url}/{remote} ({reason}). {offline_hint(root)}") from err
+        got = sha256(tmp.name)
+        if got != expected:
+            raise OSError(f"sha256 mismatch for {relative}: expected {expected}, got {got}; not saved.")
+        os.replace(tmp.name, target)
+    finally:
+        if os.path.exists(tmp.name):
+            os.unlink(tmp.name)
+        for d in new_dirs:  # deepest first; only the ones this call made, and only if still empty
+            if not target.is_file() and d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
     return target
 
 
@@ -368,10 +390,14 @@ def main(argv: list[str] | None = None) -> int:
     dl.add_argument("--base-url", default=BASE_URL)
     sub.add_parser("where", help="print the data directory in use")
     args = parser.parse_args(argv)
-    if args.command == "where":
-        print(data_dir())
-        return 0
-    for p in download_all(args.dir or data_dir(), args.base_url):
+    try:
+        if args.command == "where":
+            print(data_dir())
+            return 0
+        paths = download_all(args.dir or data_dir(), args.base_url)
+    except (OSError, ValueError) as err:  # offline, a bad hash, a missing folder: one line, exit 2
+        parser.error(str(err))
+    for p in paths:
         print(p)
     return 0
 

@@ -159,3 +159,21 @@ def test_a_corrupt_or_truncated_image_file_is_named(tmp_path):
     for bad in ("cut.png", "junk.png"):
         with pytest.raises(ValueError, match=f"cannot read the image .*{bad}"):
             data.load_image(tmp_path / bad)
+
+
+@pytest.mark.parametrize("base_url", ["http://127.0.0.1:9/KAIR", "file:///nonexistent/KAIR"], ids=["port-9", "file"])
+def test_download_offline_says_so_and_leaves_nothing_behind(tmp_path, base_url, capsys):
+    """Offline (nothing listens on loopback port 9; a file:// path that does not exist) the
+    download raised a raw URLError and left an empty temporary file in the data folder."""
+    kept = tmp_path / "existing"
+    kept.mkdir()
+    for root in (kept, tmp_path / "new" / "deeper"):
+        with pytest.raises(ConnectionError, match="seems to be offline.*set DEBLUR_EDU_DATA"):
+            data.download("set12/09.png", root, base_url=base_url)
+    assert [p.name for p in tmp_path.rglob("*")] == ["existing"]  # no temporary file, no new folder
+    with pytest.raises(SystemExit) as exit_:
+        data.main(["download", "--dir", str(kept), "--base-url", base_url])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "seems to be offline" in err and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("python -m deblur_edu.data: error: cannot download")
+    assert list(kept.iterdir()) == []
