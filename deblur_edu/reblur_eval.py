@@ -250,7 +250,8 @@ def chapter_benchmark(split: str = "test", kernels: str = "shakes", crop: int | 
         raise ValueError(f"kernels must be 'shakes' or 'levin', got {kernels!r}.")
     bench = load_benchmark(split, crop=crop, data_dir=data_dir, fallback=True)
     if kernels == "shakes":
-        bench = Benchmark(bench.split, bench.images, shake_kernels(split), bench.crop, bench.note)
+        data = "fallback" if bench.data == "fallback" else "shakes+" + bench.data.split("+")[-1]
+        bench = Benchmark(bench.split, bench.images, shake_kernels(split), bench.crop, bench.note, data)
         bench.check_sizes()
     return bench
 

@@ -181,3 +181,69 @@ def test_training_recipe_scores_compare_models_with_tv_on_the_validation_batch()
     assert set(scores) == {"TV", "nothing"}
     assert 15 < scores["nothing"] < scores["TV"] < 60
     assert scores == bench.training_recipe_scores({"nothing": do_nothing}, cfg, torch.device("cpu"), size=4)
+
+
+@pytest.mark.parametrize("case", ["images missing", "images empty", "kernels missing", "data-dir missing",
+                                  "data-dir empty"])
+def test_a_given_path_without_data_is_an_error_never_replaced_by_fallback_data(tiny_benchmark, tmp_path, case):
+    """Each of these ran on the offline stand-in images and kernels, exited 0 and wrote
+    ``split: test`` — also discarding a valid --kernels given beside a missing --images."""
+    images, kernels = tiny_benchmark
+    (tmp_path / "empty").mkdir()
+    args = {"images missing": dict(images_dir=tmp_path / "nope", kernels_path=kernels),
+            "images empty": dict(images_dir=tmp_path / "empty", kernels_path=kernels),
+            "kernels missing": dict(images_dir=images, kernels_path=tmp_path / "nope.npz"),
+            "data-dir missing": dict(kernels_path=kernels, data_dir=tmp_path / "nope"),
+            "data-dir empty": dict(data_dir=tmp_path / "empty")}[case]
+    named = str(next(v for v in args.values() if "nope" in str(v) or "empty" in str(v)))
+    with pytest.raises(FileNotFoundError) as err:
+        load_benchmark("test", crop=40, fallback=True, **args)
+    assert named in str(err.value)
+
+
+def test_the_json_records_where_the_data_came_from(tiny_benchmark, data_dir, monkeypatch, tmp_path):
+    images, kernels = tiny_benchmark
+    assert load_benchmark("test", images, kernels, 40, fallback=True).data == "user"
+    assert load_benchmark("test", kernels_path=kernels, crop=40, data_dir=data_dir).data == "user+set12"
+    assert load_benchmark("test", data_dir=data_dir).data == "levin09+set12"
+    assert load_benchmark("tune", data_dir=data_dir).data == "tune-shakes+set12"
+    monkeypatch.setenv("DEBLUR_EDU_DATA", str(tmp_path))  # no path given, no data there: the fallback
+    assert load_benchmark("test", fallback=True).data == "fallback"
+    out = tmp_path / "r.json"
+    bench.main(["--images", str(images), "--kernels", str(kernels), "--crop", "40", "--sigmas", "0.01", "--boundaries",
+                "valid", "--methods", "wiener", "--json", str(out), "--device", "cpu", "--no-speed"])
+    assert json.loads(out.read_text())["environment"]["data"] == "user"
+
+
+def test_readme_refuses_fallback_results_before_the_run(monkeypatch, tmp_path):
+    """With no data, --readme overwrote the README's Levin × Set12 table with stand-in numbers."""
+    monkeypatch.setenv("DEBLUR_EDU_DATA", str(tmp_path))
+    readme = tmp_path / "README.md"
+    readme.write_text("a\n<!-- bench:start -->\nold\n<!-- bench:end -->\n")
+    ran = []
+    monkeypatch.setattr(bench, "evaluate", lambda *a, **k: ran.append(a))
+    with pytest.raises(ValueError, match="offline fallback.*refusing to write"):
+        bench.main(["--methods", "wiener", "--readme", str(readme), "--json", str(tmp_path / "r.json"), "--no-speed"])
+    assert not ran and not (tmp_path / "r.json").exists() and "old" in readme.read_text()
+    out = {"results": [], "environment": {"data": "fallback"}}
+    with pytest.raises(ValueError, match="refusing"):
+        bench.update_readme(readme, out)
+
+
+@pytest.mark.parametrize("content", ["no markers\n", "x\n<!-- bench:end -->\nold\n<!-- bench:start -->\n"],
+                         ids=["no-markers", "reversed"])
+def test_readme_markers_are_checked_before_the_run(tiny_benchmark, tmp_path, monkeypatch, content):
+    """The README was checked only after the whole run; reversed markers then failed with
+    "not enough values to unpack"."""
+    images, kernels = tiny_benchmark
+    readme = tmp_path / "README.md"
+    readme.write_text(content)
+    ran = []
+    monkeypatch.setattr(bench, "evaluate", lambda *a, **k: ran.append(a))
+    with pytest.raises(ValueError, match="comes before|no <!-- bench:start -->"):
+        bench.main(["--images", str(images), "--kernels", str(kernels), "--crop", "40", "--methods", "wiener",
+                    "--readme", str(readme), "--no-speed"])
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        bench.main(["--images", str(images), "--kernels", str(kernels), "--crop", "40", "--methods", "wiener",
+                    "--readme", str(tmp_path / "nope.md"), "--no-speed"])
+    assert not ran and readme.read_text() == content
