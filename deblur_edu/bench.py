@@ -30,6 +30,7 @@ import torch
 
 from .benchmark_data import Benchmark, interior, load_benchmark, score_crop
 from .checkpoints import git_commit
+from .cli import names, noise_level, positive_int, user_errors
 from .methods import METHODS, available_methods, get_method, load_defaults
 from .metrics import psnr, ssim
 from .runtime import pick_device, synchronize, write_json
@@ -290,15 +291,16 @@ def update_readme(path: str | Path, out: dict, block: str = "bench") -> None:
     replace_block(path, block, markdown_table(out))
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
+def parser() -> argparse.ArgumentParser:
+    """The command line (its types refuse a crop < 1, a NaN σ, a --methods list naming nothing)."""
     p = argparse.ArgumentParser(prog="python -m deblur_edu.bench", description=__doc__.split("\n")[0])
     p.add_argument("--images", default=None, help="folder of PNG test images (default: Set12 09–12); must exist")
     p.add_argument("--kernels", default=None,
                    help=".npz of 2-D kernels or a folder of PNG/NPY (default: Levin 2009); must exist")
-    p.add_argument("--crop", type=int, default=None, help="centre-crop size (default: 256 test, 224 tune)")
-    p.add_argument("--sigmas", type=float, nargs="+", default=[0.01, 0.03])
+    p.add_argument("--crop", type=positive_int, default=None, help="centre-crop size (default: 256 test, 224 tune)")
+    p.add_argument("--sigmas", type=noise_level, nargs="+", default=[0.01, 0.03])
     p.add_argument("--boundaries", nargs="+", default=["circular", "valid"], choices=["circular", "valid"])
-    p.add_argument("--methods", default=None,
+    p.add_argument("--methods", type=names, default=None,
                    help=f"comma-separated from {', '.join(METHODS)} (default: every registered method whose "
                         f"checkpoint is present)")
     p.add_argument("--json", default=None, help="write the results here")
@@ -312,25 +314,38 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="also write the results table into this README (checked before the run; never fallback data)")
     p.add_argument("--readme-block", default="bench",
                    help="the README block to fill, between <!-- BLOCK:start --> and <!-- BLOCK:end --> (default: bench)")
-    args = p.parse_args(argv)
+    return p
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    args = parser().parse_args(argv)
     args.argv = argv
     return args
 
 
+def check_methods(methods: list[str]) -> None:
+    """Every method named exists and has what it needs (a learned one, its checkpoint)."""
+    for m in methods:
+        method = get_method(m)
+        if not method.available():
+            raise FileNotFoundError(f"method {m!r} needs the shipped checkpoint {method.checkpoint}, which is missing; "
+                                    f"train it (see the Makefile) or leave {m!r} out of --methods.")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = parse_args(argv)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else available_methods()
-    for m in methods:
-        get_method(m)  # fail early on a typo
-    if any(s < 0 for s in args.sigmas):
-        raise SystemExit("--sigmas must be ≥ 0")
-    if args.readme:
-        block_bounds(args.readme, args.readme_block)  # before the run: a bad README costs seconds, not the run
-    device = pick_device(args.device)
-    bench = load_benchmark(args.split, args.images, args.kernels, args.crop, args.data_dir, fallback=True)
-    if args.readme:
-        refuse_fallback(bench.data, args.readme)
+    p = parser()
+    args = p.parse_args(argv)
+    args.argv = argv
+    with user_errors(p):  # every mistake in the arguments or the data: one line, exit 2, before the run
+        methods = args.methods or available_methods()
+        check_methods(methods)
+        if args.readme:
+            block_bounds(args.readme, args.readme_block)
+        device = pick_device(args.device)
+        bench = load_benchmark(args.split, args.images, args.kernels, args.crop, args.data_dir, fallback=True)
+        if args.readme:
+            refuse_fallback(bench.data, args.readme)
     if bench.note:
         print("NOTE:", bench.note, file=sys.stderr)
     defaults = load_defaults()
