@@ -31,11 +31,18 @@ MISTAKES = [
 ]
 
 
+#: each command's first expensive step: reaching it means the mistake was not caught before the run
+RUN = {"iterations": "psnr_per_step", "backward_cost": "time_modes", "reblur_probe": "probe",
+       "reblur_eval": "judge_quality", "adarevd_eval": "per_sub_decoder", "reversible_cost": "measure",
+       "tune": "tune_method"}
+
+
 @pytest.mark.parametrize("command, argv, says", MISTAKES, ids=[f"{c}{' '.join(a)}" for c, a, _ in MISTAKES])
-def test_a_mistake_is_one_line_and_exit_2(command, argv, says, cli_error):
+def test_a_mistake_is_one_line_and_exit_2_before_the_run(command, argv, says, cli_error, monkeypatch):
     """Each of these was a Python traceback (some only after minutes of running), or ran on."""
-    main = importlib.import_module(f"deblur_edu.{command}").main
-    line = cli_error(main, argv)
+    module = importlib.import_module(f"deblur_edu.{command}")
+    monkeypatch.setattr(module, RUN[command], lambda *a, **k: pytest.fail("the run started"))
+    line = cli_error(module.main, argv)
     assert line.startswith(f"python -m deblur_edu.{command}: error:") and says in line
 
 
