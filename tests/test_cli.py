@@ -8,8 +8,6 @@ import importlib
 
 import pytest
 
-from deblur_edu import cli
-
 MISTAKES = [
     ("iterations", ["--checkpoint", "nope"], "nope.pt is missing"),
     ("iterations", ["--max-steps", "0"], "--max-steps: must be a whole number ≥ 1"),
@@ -48,6 +46,8 @@ def test_a_mistake_is_one_line_and_exit_2_before_the_run(command, argv, says, cl
 
 def test_user_errors_turns_value_and_os_errors_into_parser_errors_only(capsys):
     import argparse
+
+    from deblur_edu import cli
 
     p = argparse.ArgumentParser(prog="tool")
     with pytest.raises(SystemExit) as exit_:
