@@ -23,6 +23,22 @@ def data_dir() -> Path:
     return d
 
 
+@pytest.fixture
+def cli_error(capsys):
+    """``cli_error(main, argv)``: run a command line that must refuse its arguments — exit
+    status 2 and no traceback — and return its last stderr line (argparse's ``error:`` line)."""
+
+    def run(main, argv: list[str]) -> str:
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2, err
+        assert "Traceback" not in err
+        return err.strip().splitlines()[-1]
+
+    return run
+
+
 def pytest_configure(config):
     # notebooks run in quick mode under test; the book build inherits this too
     os.environ.setdefault("DEBLUR_EDU_MODE", "quick")

@@ -31,12 +31,13 @@ from pathlib import Path
 
 import torch
 
-from .bench import replace_block
+from .bench import block_bounds, refuse_fallback, replace_block
 from .benchmark_data import Benchmark, score_crop
 from .checkpoints import git_commit, load_model, write_metrics
+from .cli import positive_int, user_errors
 from .learned import AdaRevD
 from .learned.patch_exit import adaptive_deblur, degradation_class, exit_after
-from .learned.tiling import gather_tiles, tile_starts
+from .learned.tiling import check_tiling, gather_tiles, tile_starts
 from .methods import WEIGHTS_DIR, load_shipped
 from .metrics import psnr, ssim
 from .reblur_eval import SHAKE_SIZE, chapter_benchmark
@@ -197,23 +198,30 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m deblur_edu.adarevd_eval", description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", default=str(WEIGHTS_DIR / "adarevd-cpu"))
     p.add_argument("--split", default="test", choices=["test", "tune"])
-    p.add_argument("--crop", type=int, default=None, help="image crop (default: the benchmark's)")
-    p.add_argument("--tile", type=int, default=64)
+    p.add_argument("--crop", type=positive_int, default=None, help="image crop (default: the benchmark's)")
+    p.add_argument("--tile", type=positive_int, default=64)
     p.add_argument("--overlap", type=int, default=16)
     p.add_argument("--knobs", type=int, nargs="+", default=[-2, -1, 0, 1])
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--chunk", type=int, default=32, help="tiles decoded per call (the same in every setting)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (timings: fix it)")
+    p.add_argument("--repeats", type=positive_int, default=3)
+    p.add_argument("--chunk", type=positive_int, default=32, help="tiles decoded per call (the same in every setting)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch threads (timings: fix it)")
     p.add_argument("--json", default=None)
     p.add_argument("--readme", default=None, help="replace the <!-- adarevd --> block of this file")
     p.add_argument("--record", action="store_true", help="write the metrics into the checkpoint's metadata")
     p.add_argument("--memory", default=None, help="reversible_cost's JSON, for the README's memory line")
     args = p.parse_args(argv)
+    checkpoint = Path(args.checkpoint).with_suffix(".pt")
+    with user_errors(p):  # every mistake in the arguments or the data: one line, exit 2, before the run
+        check_tiling(args.tile, args.overlap)
+        if args.readme:
+            block_bounds(args.readme, "adarevd")
+        memory = json.loads(Path(args.memory).read_text()) if args.memory else None
+        model = load_adarevd(checkpoint)
+        bench = chapter_benchmark(args.split, crop=args.crop)
+        if args.readme:
+            refuse_fallback(bench.data, args.readme)
     if args.threads:
         torch.set_num_threads(args.threads)
-    checkpoint = Path(args.checkpoint).with_suffix(".pt")
-    model = load_adarevd(checkpoint)
-    bench = chapter_benchmark(args.split, crop=args.crop)
     start = time.time()
     out = {"setting": {"split": args.split, "boundary": BOUNDARY, "sigma": SIGMA, "tile": args.tile,
                        "overlap": args.overlap, "chunk": args.chunk, "repeats": args.repeats, "threads": torch.get_num_threads(),
@@ -222,7 +230,6 @@ def main(argv: list[str] | None = None) -> int:
            "sub_decoders": per_sub_decoder(model, bench),
            "exiting": exiting_curve(model, bench, args.tile, args.overlap, args.knobs, args.repeats, args.chunk)}
     out["environment"] = {"commit": git_commit(), "torch": torch.__version__, "seconds": time.time() - start}
-    memory = json.loads(Path(args.memory).read_text()) if args.memory else None
     table = markdown(out, memory)
     print(table)
     if args.json:

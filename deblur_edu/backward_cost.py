@@ -38,7 +38,9 @@ from typing import Callable
 
 import torch
 
+from .cli import positive_int, user_errors
 from .learned import DEQ
+from .learned.deq import parse_backward
 from .runtime import pick_device, synchronize, write_json
 
 
@@ -189,19 +191,22 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m deblur_edu.backward_cost", description=__doc__.split("\n")[0])
     p.add_argument("--modes", nargs="+", default=["jfb", "implicit-anderson", "implicit-cg", "neumann-5", "unrolled"])
     p.add_argument("--memory-modes", nargs="+", default=["jfb", "implicit-anderson", "unrolled"])
-    p.add_argument("--iterations", type=int, nargs="+", default=[5, 10, 20, 50])
-    p.add_argument("--size", type=int, default=96)
-    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--iterations", type=positive_int, nargs="+", default=[5, 10, 20, 50])
+    p.add_argument("--size", type=positive_int, default=96)
+    p.add_argument("--batch", type=positive_int, default=4)
     p.add_argument("--checkpoint", default=None, help="a shipped DEQ checkpoint, e.g. deq-jfb-cpu (default: untrained)")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=positive_int, default=5)
+    p.add_argument("--threads", type=positive_int, default=2)
     p.add_argument("--device", default=None)
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
+    with user_errors(p):  # an unknown mode, a missing checkpoint: one line, exit 2
+        for mode in (*args.modes, *args.memory_modes):
+            parse_backward(mode)
+        device = pick_device(args.device)
+        model_cfg, state = model_and_weights(args.checkpoint)
     torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
     batch = problem(args.size, args.batch, device)
-    model_cfg, state = model_and_weights(args.checkpoint)
     model_cfg = {**model_cfg, "max_iter": 50}  # the seeds' cap, for the forward and the adjoint solve
     out = {"settings": {**vars(args), "model": model_cfg, "device": str(device), "torch": torch.__version__},
            "time": time_modes(args.modes, model_cfg, batch, args.repeats, device, state),

@@ -9,7 +9,11 @@ Usage::
 The protocol (cropping, the ``valid`` scene, per-case noise seeds, interior scoring) is
 documented in :mod:`deblur_edu.benchmark_data`; the methods in :mod:`deblur_edu.methods`.
 Writes ``{"results": [{"method", "boundary", "sigma", "psnr", "ssim", "blur_effect",
-"seconds_per_image", "cases", "warnings", "first_warning"}], "speed": {...}, "environment": {...}}``.
+"seconds_per_image", "cases", "warnings", "first_warning"}], "speed": {...}, "environment": {...}}``,
+where ``environment["data"]`` says where the images and kernels came from (``"levin09+set12"``,
+``"user"``, ``"fallback"``, …; see :mod:`deblur_edu.benchmark_data`). A path given on the
+command line that is missing, empty or unreadable is an error; the offline fallback is used
+only when none was given, and ``--readme`` refuses its results.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import torch
 
 from .benchmark_data import SPLITS, Benchmark, interior, load_benchmark, score_crop
 from .checkpoints import git_commit
+from .cli import names, noise_level, positive_int, user_errors
 from .methods import METHODS, available_methods, get_method, load_defaults
 from .metrics import psnr, ssim
 from .runtime import pick_device, synchronize, write_json
@@ -180,6 +185,7 @@ def environment(device: torch.device, bench: Benchmark, args: argparse.Namespace
         "platform": platform.platform(),
         "commit": commit,
         "split": bench.split,
+        "data": bench.data,
         "images": sorted(bench.images),
         "kernels": len(bench.kernels),
         "crop": bench.crop,
@@ -242,32 +248,59 @@ def markdown_table(out: dict) -> str:
     return "\n".join(lines)
 
 
+def block_bounds(path: str | Path, block: str) -> tuple[str, int, int]:
+    """``path``'s text and where its block's start marker begins and its end marker begins.
+
+    Refuses, naming the file, a missing file, a missing marker and an end marker that comes
+    only before the start marker — a CLI calls this before its run, so that a typo costs
+    seconds, not the run.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"README {path} does not exist.")
+    start, end = f"<!-- {block}:start -->", f"<!-- {block}:end -->"
+    content = path.read_text()
+    i = content.find(start)
+    j = content.find(end, i + len(start)) if i >= 0 else -1
+    if i >= 0 and j < 0 and end in content:
+        raise ValueError(f"{path}: the marker {end} comes before {start}; put the start marker first.")
+    if i < 0 or j < 0:
+        raise ValueError(f"{path} has no {start} … {end} block to fill.")
+    return content, i, j
+
+
 def replace_block(path: str | Path, block: str, text: str) -> None:
     """Replace what lies between the markers ``<!-- BLOCK:start -->`` and ``<!-- BLOCK:end -->``
     in ``path`` with ``text`` (generated tables: the README never holds a typed number)."""
-    path = Path(path)
+    content, i, j = block_bounds(path, block)
     start, end = f"<!-- {block}:start -->", f"<!-- {block}:end -->"
-    content = path.read_text()
-    if start not in content or end not in content:
-        raise ValueError(f"{path} has no {start} … {end} block to fill.")
-    head, rest = content.split(start, 1)
-    _, tail = rest.split(end, 1)
-    path.write_text(f"{head}{start}\n{text}\n{end}{tail}")
+    Path(path).write_text(f"{content[:i]}{start}\n{text}\n{content[j:]}")
+
+
+def refuse_fallback(data: str, path: str | Path) -> None:
+    """Results of the offline fallback data (see :mod:`deblur_edu.benchmark_data`) never go
+    into a README, whose tables are the Levin × Set12 benchmark."""
+    if data == "fallback":
+        raise ValueError(f"the benchmark data is the offline fallback, not Levin × Set12: refusing to write its "
+                         f"numbers into {path}. Install the data (python -m deblur_edu.data download) or drop --readme.")
 
 
 def update_readme(path: str | Path, out: dict, block: str = "bench") -> None:
-    """Write :func:`markdown_table` of ``out`` into the README's ``block``."""
+    """Write :func:`markdown_table` of ``out`` into the README's ``block`` (never fallback results)."""
+    refuse_fallback(out["environment"].get("data", ""), path)
     replace_block(path, block, markdown_table(out))
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
+def parser() -> argparse.ArgumentParser:
+    """The command line (its types refuse a crop < 1, a NaN σ, a --methods list naming nothing)."""
     p = argparse.ArgumentParser(prog="python -m deblur_edu.bench", description=__doc__.split("\n")[0])
-    p.add_argument("--images", default=None, help="folder of PNG test images (default: Set12 09–12)")
-    p.add_argument("--kernels", default=None, help=".npz of 2-D kernels or a folder of PNG/NPY (default: Levin 2009)")
-    p.add_argument("--crop", type=int, default=None, help="centre-crop size (default: 256 test, 224 tune)")
-    p.add_argument("--sigmas", type=float, nargs="+", default=[0.01, 0.03])
+    p.add_argument("--images", default=None, help="folder of PNG test images (default: Set12 09–12); must exist")
+    p.add_argument("--kernels", default=None,
+                   help=".npz of 2-D kernels or a folder of PNG/NPY (default: Levin 2009); must exist")
+    p.add_argument("--crop", type=positive_int, default=None, help="centre-crop size (default: 256 test, 224 tune)")
+    p.add_argument("--sigmas", type=noise_level, nargs="+", default=[0.01, 0.03])
     p.add_argument("--boundaries", nargs="+", default=["circular", "valid"], choices=["circular", "valid"])
-    p.add_argument("--methods", default=None,
+    p.add_argument("--methods", type=names, default=None,
                    help=f"comma-separated from {', '.join(METHODS)} (default: every registered method whose "
                         f"checkpoint is present)")
     p.add_argument("--json", default=None, help="write the results here")
@@ -275,26 +308,46 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--split", default="test", choices=sorted(SPLITS),
                    help="test: Set12 09-12 x Levin (default); tune: Set12 05, 07 x camera shakes; "
                         "extra: Set12 01-04, 06 x Levin (a second test set)")
-    p.add_argument("--data-dir", default=None, help="data directory (default: $DEBLUR_EDU_DATA or the cache)")
+    p.add_argument("--data-dir", default=None,
+                   help="data directory (default: $DEBLUR_EDU_DATA or the cache; without the files there and with "
+                        "no path given, offline stand-in data, recorded as data: fallback)")
     p.add_argument("--no-speed", action="store_true", help="skip the Wiener batch-speed measurement")
-    p.add_argument("--readme", default=None, help="also write the results table into this README")
+    p.add_argument("--readme", default=None,
+                   help="also write the results table into this README (checked before the run; never fallback data)")
     p.add_argument("--readme-block", default="bench",
                    help="the README block to fill, between <!-- BLOCK:start --> and <!-- BLOCK:end --> (default: bench)")
-    args = p.parse_args(argv)
+    return p
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    args = parser().parse_args(argv)
     args.argv = argv
     return args
 
 
+def check_methods(methods: list[str]) -> None:
+    """Every method named exists and has what it needs (a learned one, its checkpoint)."""
+    for m in methods:
+        method = get_method(m)
+        if not method.available():
+            raise FileNotFoundError(f"method {m!r} needs the shipped checkpoint {method.checkpoint}, which is missing; "
+                                    f"train it (see the Makefile) or leave {m!r} out of --methods.")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = parse_args(argv)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else available_methods()
-    for m in methods:
-        get_method(m)  # fail early on a typo
-    if any(s < 0 for s in args.sigmas):
-        raise SystemExit("--sigmas must be ≥ 0")
-    device = pick_device(args.device)
-    bench = load_benchmark(args.split, args.images, args.kernels, args.crop, args.data_dir, fallback=True)
+    p = parser()
+    args = p.parse_args(argv)
+    args.argv = argv
+    with user_errors(p):  # every mistake in the arguments or the data: one line, exit 2, before the run
+        methods = args.methods or available_methods()
+        check_methods(methods)
+        if args.readme:
+            block_bounds(args.readme, args.readme_block)
+        device = pick_device(args.device)
+        bench = load_benchmark(args.split, args.images, args.kernels, args.crop, args.data_dir, fallback=True)
+        if args.readme:
+            refuse_fallback(bench.data, args.readme)
     if bench.note:
         print("NOTE:", bench.note, file=sys.stderr)
     defaults = load_defaults()

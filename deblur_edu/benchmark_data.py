@@ -16,6 +16,10 @@ kernels; ``tune`` — Set12 05 and 07 (224² crops of the 256² images) × 8 see
 camera-shake kernels (never Levin's); ``extra`` — a second test set, Set12 01–04 and 06
 (224² crops of the 256² images) × Levin's kernels, never used to tune anything.
 Hyper-parameters are chosen on ``tune`` only.
+
+Where the data came from is part of the result (``Benchmark.data``): ``"levin09+set12"``,
+``"tune-shakes+set12"``, ``"user"`` for a side the caller gave (``--images``/``--kernels``),
+or ``"fallback"`` — the offline stand-ins, used only when nothing was asked for explicitly.
 """
 
 from __future__ import annotations
@@ -57,6 +61,8 @@ def load_kernels(path: str | Path) -> list[torch.Tensor]:
     """Kernels from an ``.npz`` of 2-D arrays (in key order) or a folder of PNG/NPY files
     (sorted by name); each made non-negative and normalised to sum 1."""
     path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"kernels {path} not found: give an .npz file or a folder of .png/.npy files.")
     if path.is_dir():
         arrays = []
         for f in sorted(path.iterdir()):
@@ -82,6 +88,8 @@ def load_kernels(path: str | Path) -> list[torch.Tensor]:
 
 def load_images(directory: str | Path) -> dict[str, torch.Tensor]:
     """Every PNG in a folder, as gray (1, 1, H, W) tensors keyed by file stem."""
+    if not Path(directory).is_dir():
+        raise FileNotFoundError(f"the images folder {directory} does not exist (or is not a folder).")
     files = sorted(Path(directory).glob("*.png"))
     if not files:
         raise FileNotFoundError(f"no .png images in {directory}.")
@@ -90,13 +98,15 @@ def load_images(directory: str | Path) -> dict[str, torch.Tensor]:
 
 @dataclass
 class Benchmark:
-    """Images, kernels and crop size of one benchmark run."""
+    """Images, kernels and crop size of one benchmark run; ``data`` says where they came from
+    (see the module docstring), ``note`` warns when it is the fallback."""
 
     split: str
     images: dict[str, torch.Tensor]
     kernels: list[torch.Tensor]
     crop: int
     note: str = ""
+    data: str = ""
 
     def check_sizes(self) -> None:
         for name, img in self.images.items():
@@ -143,32 +153,47 @@ def load_benchmark(
 ) -> Benchmark:
     """Assemble a benchmark split. Explicit ``images_dir``/``kernels_path`` override the split's.
 
-    With ``fallback=True``, a missing data directory does not fail: the offline sample
-    images and generated kernels are used instead, and ``note`` says so.
+    A path the caller gives (``images_dir``, ``kernels_path``, ``data_dir``) must hold its
+    data: missing, empty or unreadable is an error naming it, never replaced. With
+    ``fallback=True`` and none of them given, a data directory without the benchmark files
+    does not fail: the offline sample images and generated kernels are used instead,
+    ``data`` is ``"fallback"`` and ``note`` says so.
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {sorted(SPLITS)}.")
     spec = SPLITS[split]
-    crop = crop or spec["crop"]
-    note = ""
+    if crop is not None and (isinstance(crop, bool) or not isinstance(crop, int) or crop < 1):
+        raise ValueError(f"crop must be a positive number of pixels (default: {spec['crop']} for {split}), got {crop!r}.")
+    crop = spec["crop"] if crop is None else crop
+    explicit = any(p is not None for p in (images_dir, kernels_path, data_dir))
     try:
-        images = load_images(images_dir) if images_dir else set12(spec["images"], data_dir)
-        if kernels_path:
+        images = load_images(images_dir) if images_dir is not None else set12(spec["images"], data_dir)
+        if kernels_path is not None:
             kernels = load_kernels(kernels_path)
         else:
             kernels = tune_kernels() if split == "tune" else levin09(data_dir)
     except FileNotFoundError as err:
-        if not fallback:
+        if explicit or not fallback:
             raise
-        note = (
-            f"benchmark data not found ({err}); FALLING BACK to offline scikit-image images "
-            f"and generated kernels — these numbers are not the Levin × Set12 benchmark."
-        )
-        images = {n: centre_crop(sample_image(n), 300) for n in ("astronaut", "coffee", "rocket", "camera")}
-        g = torch.Generator().manual_seed(7)
-        kernels = [camera_shake(TUNE_KERNEL_SIZE, g) for _ in range(4)]
-        crop = min(crop, 256)
-    bench = Benchmark(split, images, kernels, crop, note)
+        return fallback_benchmark(split, crop, err)
+    sources = ("user" if kernels_path is not None else "tune-shakes" if split == "tune" else "levin09",
+               "user" if images_dir is not None else "set12")
+    bench = Benchmark(split, images, kernels, crop, data="user" if sources == ("user", "user") else "+".join(sources))
+    bench.check_sizes()
+    return bench
+
+
+def fallback_benchmark(split: str, crop: int, reason: Exception) -> Benchmark:
+    """The offline stand-in: four scikit-image photos and four seeded camera shakes, marked
+    ``data="fallback"`` — never the Levin × Set12 numbers, and never written into a README."""
+    note = (
+        f"benchmark data not found ({reason}); FALLING BACK to offline scikit-image images "
+        f"and generated kernels — these numbers are not the Levin × Set12 benchmark."
+    )
+    images = {n: centre_crop(sample_image(n), 300) for n in ("astronaut", "coffee", "rocket", "camera")}
+    g = torch.Generator().manual_seed(7)
+    kernels = [camera_shake(TUNE_KERNEL_SIZE, g) for _ in range(4)]
+    bench = Benchmark(split, images, kernels, min(crop, 256), note, data="fallback")
     bench.check_sizes()
     return bench
 

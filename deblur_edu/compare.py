@@ -20,8 +20,9 @@ import time
 
 import torch
 
-from .bench import environment, evaluate, replace_block
-from .benchmark_data import load_benchmark
+from .bench import block_bounds, check_methods, environment, evaluate, refuse_fallback, replace_block
+from .benchmark_data import Benchmark, load_benchmark
+from .cli import names, user_errors
 from .checkpoints import load_metadata
 from .methods import WEIGHTS_DIR, get_method, load_defaults, load_shipped
 from .runtime import pick_device, write_json
@@ -130,46 +131,73 @@ def figure(out: dict, path: str) -> None:
     plt.close(fig)
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m deblur_edu.compare", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="a subset on small crops (minutes on a CPU)")
-    p.add_argument("--methods", default=None, help=f"comma-separated from {', '.join(COMPARED)}")
+    p.add_argument("--methods", type=names, default=None, help=f"comma-separated from {', '.join(COMPARED)}")
     p.add_argument("--json", default=None)
     p.add_argument("--readme", default=None, help="write the table into this README's <!-- compare --> block")
     p.add_argument("--figure", default=None, help="write the PSNR-against-time figure (PNG) here")
     p.add_argument("--device", default=None)
-    args = p.parse_args(argv)
+    return p
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    args = parser().parse_args(argv)
     args.argv = argv
     return args
 
 
-def run(args: argparse.Namespace, progress: bool = True) -> dict:
-    """The comparison as a dict: per-setting results, method descriptions, environment."""
-    names = [m.strip() for m in args.methods.split(",")] if args.methods else list(QUICK if args.quick else COMPARED)
-    names = [m for m in names if get_method(m).available()]
+def prepare(args: argparse.Namespace) -> tuple[list[str], torch.device, Benchmark]:
+    """What a run needs, checked before it starts: the methods (a named one must exist and
+    have its checkpoint; by default the available ones), the device, the benchmark — and a
+    ``--readme`` that has its block and will not receive fallback results."""
+    methods = args.methods.split(",") if isinstance(args.methods, str) else args.methods  # str: older callers
+    if methods:
+        methods = [m.strip() for m in methods]
+        check_methods(methods)
+    else:
+        methods = [m for m in (QUICK if args.quick else COMPARED) if get_method(m).available()]
+    readme = getattr(args, "readme", None)
+    if readme:
+        block_bounds(readme, "compare")
     device = pick_device(args.device)
     bench = load_benchmark("test", crop=128 if args.quick else None, fallback=True)
+    if readme:
+        refuse_fallback(bench.data, readme)
     if args.quick:
         bench.images = dict(list(sorted(bench.images.items()))[:1])
         bench.kernels = bench.kernels[:2]
+    return methods, device, bench
+
+
+def run(args: argparse.Namespace, progress: bool = True,
+        prepared: tuple[list[str], torch.device, Benchmark] | None = None) -> dict:
+    """The comparison as a dict: per-setting results, method descriptions, environment
+    (``prepared``: :func:`prepare`'s result, when the caller has checked it already)."""
+    methods, device, bench = prepared if prepared is not None else prepare(args)
     defaults = load_defaults()
     start = time.time()
     results = []
-    for m in names:
+    for m in methods:
         for boundary in ("valid", "circular"):
             for sigma in (0.01, 0.03):
                 results.append(evaluate(bench, m, boundary, sigma, device, defaults))
         if progress:
             print(f"  done {m} ({time.time() - start:.0f} s)", file=sys.stderr, flush=True)
-    return {"results": results, "methods": [describe(m) for m in names],
+    return {"results": results, "methods": [describe(m) for m in methods],
             "environment": environment(device, bench, args) | {"command": "python -m deblur_edu.compare " + " ".join(args.argv)},
             "seconds": time.time() - start}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = parse_args(argv)
-    out = run(args)
+    p = parser()
+    args = p.parse_args(argv)
+    args.argv = argv
+    with user_errors(p):  # a mistake in the arguments: one line, exit 2, before the run
+        prepared = prepare(args)
+    out = run(args, prepared=prepared)
     table = markdown(out)
     print(table)
     if args.json:

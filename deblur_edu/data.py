@@ -26,6 +26,7 @@ import os
 import shutil
 import sys
 import tempfile
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -111,14 +112,34 @@ def sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def offline_hint(root: Path) -> str:
+    """What to do without the network: put the files in place by hand."""
+    return (f"This machine seems to be offline (or the server cannot be reached). Copy the files instead into "
+            f"{root} in the layout levin09/Levin09.mat, set12/01.png … set12/12.png, or set {ENV_VAR} to a folder "
+            f"that holds them.")
+
+
+def copy_url(url: str, out, hint: str) -> None:
+    """Copy what ``url`` serves into the open binary file ``out``. When it cannot be reached, a
+    ``ConnectionError`` names the address, the reason, and ``hint`` (what to do offline)."""
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            shutil.copyfileobj(response, out)
+    except OSError as err:  # urllib.error.URLError is an OSError
+        reason = err.reason if isinstance(err, urllib.error.URLError) else err
+        raise ConnectionError(f"cannot download {url} ({reason}). {hint}") from err
+
+
 def download(
     relative: str, root: str | Path | None = None, base_url: str = BASE_URL, force: bool = False
 ) -> Path:
     """Download one file of :data:`REMOTE_FILES` into ``root``, verifying its sha256.
 
     The file is written to a temporary name and moved into place only if the hash
-    matches, so an interrupted or tampered download never leaves a bad file behind.
-    ``base_url`` may be a ``file://`` URL (that is how the tests exercise this code).
+    matches; on any failure (offline, interrupted, tampered) the temporary file and the
+    folders made for it are removed, so nothing is left behind. Offline, the
+    ``ConnectionError`` says so and how to install the files by hand. ``base_url`` may be a
+    ``file://`` URL (that is how the tests exercise this code).
     """
     if relative not in REMOTE_FILES:
         raise ValueError(f"unknown data file {relative!r}; known: {sorted(REMOTE_FILES)}")
@@ -127,15 +148,22 @@ def download(
     target = root / relative
     if target.is_file() and not force and sha256(target) == expected:
         return target
+    new_dirs = [d for d in (target.parent, *target.parent.parents) if not d.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as tmp:
-        with urllib.request.urlopen(f"{base_url}/{remote}", timeout=60) as response:
-            shutil.copyfileobj(response, tmp)
-    got = sha256(tmp.name)
-    if got != expected:
-        os.unlink(tmp.name)
-        raise OSError(f"sha256 mismatch for {relative}: expected {expected}, got {got}; not saved.")
-    os.replace(tmp.name, target)
+    tmp = tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", suffix=".part", delete=False)
+    try:
+        with tmp:
+            copy_url(f"{base_url}/{remote}", tmp, offline_hint(root))
+        got = sha256(tmp.name)
+        if got != expected:
+            raise OSError(f"sha256 mismatch for {relative}: expected {expected}, got {got}; not saved.")
+        os.replace(tmp.name, target)
+    finally:
+        if os.path.exists(tmp.name):
+            os.unlink(tmp.name)
+        for d in new_dirs:  # deepest first; only the ones this call made, and only if still empty
+            if not target.is_file() and d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
     return target
 
 
@@ -150,21 +178,68 @@ def to_gray(rgb: np.ndarray) -> np.ndarray:
     return rgb[..., :3] @ np.array([0.2125, 0.7154, 0.0721])
 
 
-def image_to_tensor(image: np.ndarray, gray: bool = True) -> torch.Tensor:
-    """An ``(H, W)`` or ``(H, W, 3)`` array (uint8 or float in [0, 1]) → float32 (1, C, H, W)."""
+def unit_range(a: np.ndarray, name: str = "image") -> np.ndarray:
+    """Pixel values → float64 in [0, 1], by what the dtype says about their range.
+
+    Integers are scaled by their type's maximum — uint8 by 255, uint16 by 65535 (16-bit PNGs,
+    which would otherwise arrive as 0–65535 and score −92 dB) — bool is 0/1, and float must
+    already lie in [0, 1]. Other dtypes have no known range and are refused.
+
+    Example:
+        >>> unit_range(np.array([0, 32768, 65535], dtype=np.uint16)).round(3).tolist()
+        [0.0, 0.5, 1.0]
+    """
+    if a.dtype == np.bool_:
+        return a.astype(np.float64)
+    if a.dtype in (np.uint8, np.uint16):
+        return a / float(np.iinfo(a.dtype).max)
+    if np.issubdtype(a.dtype, np.floating):
+        lo, hi = float(np.min(a)), float(np.max(a))
+        if not (0 <= lo and hi <= 1):  # also NaN
+            raise ValueError(f"{name} is {a.dtype} with values in [{lo:g}, {hi:g}]; float images must lie in [0, 1].")
+        return a.astype(np.float64)
+    raise ValueError(f"{name} has {a.dtype} pixels, whose range is unknown; images are uint8, uint16, bool or "
+                     f"float in [0, 1].")
+
+
+def image_to_tensor(image: np.ndarray, gray: bool = True, name: str = "image") -> torch.Tensor:
+    """An image array → float32 (1, C, H, W) in [0, 1] (RGB → gray if ``gray``).
+
+    Takes what PNG/JPEG readers return: ``(H, W)`` gray, ``(H, W, 2)`` gray + alpha,
+    ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA — alpha is dropped, not composited — with values
+    scaled by :func:`unit_range`. Any other shape cannot be an image and is refused, naming
+    ``name`` (the file, when loading).
+    """
     a = np.asarray(image)
-    a = a / 255.0 if a.dtype == np.uint8 else a.astype(np.float64)
+    if a.ndim == 3 and a.shape[-1] in (2, 4):
+        a = a[..., :-1]  # drop alpha
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] != 3) or a.size == 0:
+        raise ValueError(f"{name} has shape {np.shape(image)}; an image is (H, W) gray or (H, W, C) with C = 2 "
+                         f"(gray + alpha), 3 (RGB) or 4 (RGBA).")
+    a = unit_range(a, name)
     if a.ndim == 3 and gray:
         a = to_gray(a)
     t = torch.from_numpy(np.ascontiguousarray(a)).float()
-    return t[None, None] if t.dim() == 2 else t.permute(2, 0, 1)[None, :3]
+    return t[None, None] if t.dim() == 2 else t.permute(2, 0, 1)[None]
 
 
 def load_image(path: str | Path, gray: bool = True) -> torch.Tensor:
-    """Read a PNG/JPEG as a float32 (1, C, H, W) tensor in [0, 1] (RGB → gray if ``gray``)."""
+    """Read a PNG/JPEG of any bit depth as a float32 (1, C, H, W) tensor in [0, 1] (RGB → gray
+    if ``gray``; see :func:`image_to_tensor`). A file that cannot be decoded — corrupt,
+    truncated, not an image — is a ``ValueError`` that names it."""
     from skimage import io
 
-    return image_to_tensor(io.imread(path), gray)
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no image file {path}.")
+    try:
+        image = io.imread(path)
+    except (OSError, ValueError, SyntaxError, RuntimeError, EOFError) as err:  # what Pillow/imageio raise
+        raise ValueError(f"cannot read the image {path} ({type(err).__name__}: {err}); is the file corrupt or "
+                         f"truncated?") from err
+    return image_to_tensor(image, gray, name=str(path))
 
 
 def centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -380,11 +455,14 @@ def download_photos(root: str | Path | None = None, url: str = BSDS500_URL) -> l
     from skimage import io
 
     photos = Path(root if root is not None else data_dir()) / PHOTOS
+    new_dirs = [d for d in (photos, *photos.parents) if not d.exists()]
     photos.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=photos, suffix=".tgz.part")
+    fd, tmp = tempfile.mkstemp(dir=photos, prefix=".bsds500.", suffix=".tgz.part")
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
-            shutil.copyfileobj(response, out)
+        with os.fdopen(fd, "wb") as out:
+            copy_url(url, out, f"This machine seems to be offline (or the server cannot be reached). Put photographs "
+                               f"you may train on (.png/.jpg) into {photos} instead, or set {ENV_VAR} to a folder whose "
+                               f"photos/ holds them.")
         got = sha256(tmp)
         record = photos / "bsds500.sha256"
         if record.is_file() and record.read_text().split()[0] != got:
@@ -411,6 +489,9 @@ def download_photos(root: str | Path | None = None, url: str = BSDS500_URL) -> l
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        for d in new_dirs:  # deepest first; only the ones this call made, and only if still empty
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
 
 
 # ----- command line -------------------------------------------------------------------
@@ -425,14 +506,18 @@ def main(argv: list[str] | None = None) -> int:
     ph.add_argument("--dir", default=None, help="data folder; photos go to DIR/photos (default: the data directory)")
     ph.add_argument("--url", default=BSDS500_URL)
     args = parser.parse_args(argv)
-    if args.command == "where":
-        print(data_dir())
-        return 0
-    if args.command == "download-photos":
-        written = download_photos(args.dir, args.url)
-        print(f"wrote {len(written)} training photographs to {written[0].parent}")
-        return 0
-    for p in download_all(args.dir or data_dir(), args.base_url):
+    try:
+        if args.command == "where":
+            print(data_dir())
+            return 0
+        if args.command == "download-photos":
+            written = download_photos(args.dir, args.url)
+            print(f"wrote {len(written)} training photographs to {written[0].parent}")
+            return 0
+        paths = download_all(args.dir or data_dir(), args.base_url)
+    except (OSError, ValueError) as err:  # offline, a bad hash, a missing folder: one line, exit 2
+        parser.error(str(err))
+    for p in paths:
         print(p)
     return 0
 

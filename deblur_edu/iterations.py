@@ -20,6 +20,7 @@ import sys
 import torch
 
 from .benchmark_data import Benchmark, load_benchmark, score_crop
+from .cli import noise_level, positive_int, user_errors
 from .metrics import psnr
 from .runtime import pick_device, write_json
 
@@ -56,20 +57,22 @@ def psnr_per_step(model: torch.nn.Module, bench: Benchmark, sigma: float, max_st
 def main(argv: list[str] | None = None) -> int:
     from .checkpoints import load_metadata
     from .methods import WEIGHTS_DIR, load_shipped
+    from .train import MODELS
 
     p = argparse.ArgumentParser(prog="python -m deblur_edu.iterations", description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", default="rgdn-cpu", help="a shipped checkpoint in deblur_edu/weights")
-    p.add_argument("--model", default="rgdn")
-    p.add_argument("--max-steps", type=int, default=24)
-    p.add_argument("--sigmas", type=float, nargs="+", default=[0.01, 0.03])
+    p.add_argument("--model", default="rgdn", choices=sorted(MODELS))
+    p.add_argument("--max-steps", type=positive_int, default=24)
+    p.add_argument("--sigmas", type=noise_level, nargs="+", default=[0.01, 0.03])
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default=None)
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
-    device = pick_device(args.device)
-    model = load_shipped(args.checkpoint, args.model).to(device)
-    trained = load_metadata(WEIGHTS_DIR / f"{args.checkpoint}.pt")["config"]["model"].get("steps")
-    bench = load_benchmark("test", data_dir=args.data_dir, fallback=True)
+    with user_errors(p):  # a missing checkpoint or data directory: one line, exit 2
+        device = pick_device(args.device)
+        model = load_shipped(args.checkpoint, args.model).to(device)
+        trained = load_metadata(WEIGHTS_DIR / f"{args.checkpoint}.pt")["config"]["model"].get("steps")
+        bench = load_benchmark("test", data_dir=args.data_dir, fallback=True)
     if bench.note:
         print("NOTE:", bench.note, file=sys.stderr)
     curves = {}

@@ -2,22 +2,35 @@ r"""Image quality metrics on batched tensors: PSNR and SSIM (differentiable, any
 
 Both return one value per image, shape (B,), and can ignore a ``crop``-pixel frame: the
 benchmark scores only the interior, since no method can know what lies past the border.
+Both take images in [0, ``data_range``]: a reference ``x`` far above ``data_range`` (0–255
+data scored with the default ``data_range=1``) is refused, not turned into −8 dB.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
-from .validation import check_float_tensor
+from .validation import MAX_PLAUSIBLE_VALUE, check_float_tensor
 
 
-def _pair(x_hat: torch.Tensor, x: torch.Tensor, crop: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _pair(x_hat: torch.Tensor, x: torch.Tensor, crop: int, data_range: float) -> tuple[torch.Tensor, torch.Tensor]:
     check_float_tensor(x_hat, "x_hat")
     check_float_tensor(x, "x")
+    if isinstance(data_range, bool) or not isinstance(data_range, (int, float)) or not math.isfinite(data_range) \
+            or data_range <= 0:
+        raise ValueError(f"data_range is the images' value range, a finite number > 0 (1 for [0, 1]), got {data_range!r}.")
     if x_hat.shape != x.shape or x.dim() != 4:
         raise ValueError(
             f"x_hat {tuple(x_hat.shape)} and x {tuple(x.shape)} must have the same (B, C, H, W) shape."
+        )
+    peak = float(x.detach().abs().amax())  # the reference only: a bad estimate may overshoot
+    if peak > MAX_PLAUSIBLE_VALUE * data_range:
+        raise ValueError(
+            f"x has values up to {peak:.1f} but data_range is {data_range:g}; scale the images to "
+            f"[0, {data_range:g}] (divide 8-bit data by 255), or pass data_range=255 for 0–255 data."
         )
     if crop < 0 or 2 * crop >= min(x.shape[-2:]):
         raise ValueError(f"crop={crop} leaves nothing of a {tuple(x.shape[-2:])} image.")
@@ -34,7 +47,7 @@ def psnr(x_hat: torch.Tensor, x: torch.Tensor, crop: int = 0, data_range: float 
         >>> psnr(x + 0.1, x)
         tensor([20.])
     """
-    x_hat, x = _pair(x_hat, x, crop)
+    x_hat, x = _pair(x_hat, x, crop, data_range)
     mse = ((x_hat - x) ** 2).mean(dim=(1, 2, 3))
     return 10 * torch.log10(data_range**2 / mse)
 
@@ -60,12 +73,16 @@ def ssim(
     ``skimage.metrics.structural_similarity(data_range=1)`` with its defaults (it
     averages after cropping ``(win_size − 1) / 2`` pixels; tested to 1e-3).
 
+    ``win_size`` is odd and ≥ 3, as in scikit-image (the N/(N−1) correction needs N > 1).
+
     Example:
         >>> x = torch.rand(2, 1, 32, 32)
         >>> ssim(x, x)
         tensor([1., 1.])
     """
-    x_hat, x = _pair(x_hat, x, crop)
+    if isinstance(win_size, bool) or not isinstance(win_size, int) or win_size < 3 or win_size % 2 == 0:
+        raise ValueError(f"win_size must be an odd integer ≥ 3 (default 7, as in scikit-image), got {win_size!r}.")
+    x_hat, x = _pair(x_hat, x, crop, data_range)
     B, C = x.shape[:2]
     if min(x.shape[-2:]) < win_size:
         raise ValueError(f"images {tuple(x.shape[-2:])} are smaller than the SSIM window {win_size}.")

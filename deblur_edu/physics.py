@@ -23,7 +23,10 @@ What happens at the image border is a *modelling choice*, the ``boundary`` mode:
 
 Every mode has an exact adjoint ``Aᵀ`` with ``⟨A x, y⟩ = ⟨x, Aᵀ y⟩`` (tested).
 All operations are batched over ``(B, C, H, W)`` tensors, differentiable, and run
-unchanged on CPU or CUDA. Convolutions use real FFTs (``torch.fft.rfft2``).
+unchanged on CPU or CUDA. Convolutions use real FFTs (``torch.fft.rfft2``); half-precision
+images (float16, bfloat16 — mixed-precision training makes them) are transformed in float32,
+since torch's FFTs refuse bfloat16 and take float16 only on CUDA at powers of two, and the
+result is returned in the input's dtype (:func:`rfft2`, :func:`irfft2`).
 """
 
 from __future__ import annotations
@@ -39,6 +42,30 @@ from .validation import (
 )
 
 BOUNDARIES = ("circular", "valid", "replicate", "reflect")
+#: dtypes whose FFTs are computed in float32
+HALF_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def fft_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The real dtype in which images of ``dtype`` are Fourier-transformed: float32 for half
+    precision, else ``dtype`` itself.
+
+    Example:
+        >>> fft_dtype(torch.bfloat16), fft_dtype(torch.float64)
+        (torch.float32, torch.float64)
+    """
+    return torch.float32 if dtype in HALF_PRECISION else dtype
+
+
+def rfft2(x: torch.Tensor) -> torch.Tensor:
+    """``torch.fft.rfft2`` of the last two axes that also takes half precision (in float32)."""
+    return torch.fft.rfft2(x.to(fft_dtype(x.dtype)))
+
+
+def irfft2(X: torch.Tensor, shape: tuple[int, int], dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``torch.fft.irfft2`` at ``shape``, returned in ``dtype`` (default: the transform's)."""
+    x = torch.fft.irfft2(X, s=shape)
+    return x if dtype is None else x.to(dtype)
 
 
 def kernel_centre(h: int, w: int) -> tuple[int, int]:
@@ -113,17 +140,17 @@ def psf2otf(k: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     padded[..., :h, :w] = k
     ch, cw = kernel_centre(h, w)
     padded = torch.roll(padded, shifts=(-ch, -cw), dims=(-2, -1))
-    return torch.fft.rfft2(padded)
+    return rfft2(padded)
 
 
 def fft_convolve(x: torch.Tensor, otf: torch.Tensor) -> torch.Tensor:
-    """Circular convolution ``irfft2(otf · rfft2(x))`` at x's size."""
-    return torch.fft.irfft2(torch.fft.rfft2(x) * otf, s=x.shape[-2:])
+    """Circular convolution ``irfft2(otf · rfft2(x))`` at x's size, in x's dtype."""
+    return irfft2(rfft2(x) * otf, x.shape[-2:], x.dtype)
 
 
 def fft_correlate(y: torch.Tensor, otf: torch.Tensor) -> torch.Tensor:
     """Circular correlation, the adjoint of :func:`fft_convolve`: multiply by conj(otf)."""
-    return torch.fft.irfft2(torch.fft.rfft2(y) * otf.conj(), s=y.shape[-2:])
+    return irfft2(rfft2(y) * otf.conj(), y.shape[-2:], y.dtype)
 
 
 def pad_indices(n: int, before: int, after: int, mode: str, device=None) -> torch.Tensor:
@@ -245,8 +272,9 @@ class Blur:
 
     # ----- the operator ---------------------------------------------------------------
     def otf(self, shape: tuple[int, int], like: torch.Tensor) -> torch.Tensor:
-        """The kernel's OTF at ``shape``, on ``like``'s device/dtype (cached when k is constant)."""
-        k = self.k.to(device=like.device, dtype=like.dtype)
+        """The kernel's OTF at ``shape``, on ``like``'s device, for ``like``'s dtype (complex64
+        for half precision; cached when k is constant)."""
+        k = self.k.to(device=like.device, dtype=fft_dtype(like.dtype))
         if k.requires_grad:
             return psf2otf(k, shape)
         key = (tuple(shape), like.device, like.dtype)

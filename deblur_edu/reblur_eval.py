@@ -38,9 +38,10 @@ import torch
 import yaml
 from torch import nn
 
-from .bench import replace_block
+from .bench import block_bounds, refuse_fallback, replace_block
 from .benchmark_data import Benchmark, interior, load_benchmark, score_crop
 from .checkpoints import git_commit, write_metrics
+from .cli import names, noise_level, positive_float, positive_int, user_errors
 from .learned import ReblurDeblurrer, adapt_at_test_time
 from .methods import METHODS, REBLUR_TTA, load_defaults, load_shipped
 from .metrics import psnr, ssim
@@ -250,34 +251,44 @@ def chapter_benchmark(split: str = "test", kernels: str = "shakes", crop: int | 
         raise ValueError(f"kernels must be 'shakes' or 'levin', got {kernels!r}.")
     bench = load_benchmark(split, crop=crop, data_dir=data_dir, fallback=True)
     if kernels == "shakes":
-        bench = Benchmark(bench.split, bench.images, shake_kernels(split), bench.crop, bench.note)
+        data = "fallback" if bench.data == "fallback" else "shakes+" + bench.data.split("+")[-1]
+        bench = Benchmark(bench.split, bench.images, shake_kernels(split), bench.crop, bench.note, data)
         bench.check_sizes()
     return bench
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
+def learning_rates(text: str) -> list[float]:
+    """An argparse type: comma-separated learning rates, each finite and > 0."""
+    return [positive_float(t) for t in names(text)]
+
+
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m deblur_edu.reblur_eval", description=__doc__.split("\n")[0])
     p.add_argument("--split", default="test", choices=["test", "tune"])
     p.add_argument("--boundary", default="valid", choices=["valid", "circular"])
-    p.add_argument("--sigma", type=float, default=0.01)
+    p.add_argument("--sigma", type=noise_level, default=0.01)
     p.add_argument("--kernels", default="shakes", choices=["shakes", "levin"],
                    help=f"shakes: 8 camera shakes of {SHAKE_SIZE} px, the training size, unseen seeds (default); "
                         f"levin: Levin et al.'s 8 kernels (13–27 px, larger than the training blur)")
-    p.add_argument("--crop", type=int, default=None, help="centre-crop size (default: the split's)")
-    p.add_argument("--table", default=",".join(TABLE), help="comma-separated benchmark methods to compare")
+    p.add_argument("--crop", type=positive_int, default=None, help="centre-crop size (default: the split's)")
+    p.add_argument("--table", type=names, default=",".join(TABLE), help="comma-separated benchmark methods to compare")
     p.add_argument("--snapshots", default=None, help="a training run folder with snapshots/ (the trend's stages)")
-    p.add_argument("--tta-steps", type=int, default=REBLUR_TTA["steps"])
-    p.add_argument("--tta-lr", type=float, default=REBLUR_TTA["lr"])
+    p.add_argument("--tta-steps", type=positive_int, default=REBLUR_TTA["steps"])
+    p.add_argument("--tta-lr", type=positive_float, default=REBLUR_TTA["lr"])
     p.add_argument("--tta-parameters", default=REBLUR_TTA["parameters"], choices=["all", "decoder", "head"])
     p.add_argument("--tta-only", action="store_true", help="only the test-time adaptation")
-    p.add_argument("--tta-sweep", default=None,
+    p.add_argument("--tta-sweep", type=learning_rates, default=None,
                    help="comma-separated learning rates: choose the adaptation's lr (use with --split tune)")
     p.add_argument("--lpips", default=None, help="folder with the LPIPS weight files (optional; see deblur_edu.lpips)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--json", default=None)
     p.add_argument("--record", action="store_true", help="write the judge's quality into its shipped metadata")
     p.add_argument("--readme", default=None, help="write the table into this README's <!-- reblur --> block")
-    args = p.parse_args(argv)
+    return p
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    args = parser().parse_args(argv)
     args.argv = argv
     return args
 
@@ -285,8 +296,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def run_sweep(args: argparse.Namespace, bench: Benchmark, model: ReblurDeblurrer, judge: nn.Module) -> dict:
     """``--tta-sweep``: choose the adaptation's learning rate on the tune split."""
     if bench.split != "tune":
-        raise SystemExit("choose the adaptation's learning rate on the tune split: add --split tune.")
-    lrs = [float(v) for v in args.tta_sweep.split(",")]
+        raise ValueError("choose the adaptation's learning rate on the tune split: add --split tune.")
+    lrs = args.tta_sweep
     sweep = choose_tta_lr(bench, model, judge, lrs, args.boundary, args.sigma, args.tta_steps, args.tta_parameters)
     for row in sweep["rows"]:
         print(f"  lr {row['lr']:g}: PSNR {row['mean_psnr_change']:+.3f} dB, blur effect "
@@ -298,14 +309,16 @@ def run_sweep(args: argparse.Namespace, bench: Benchmark, model: ReblurDeblurrer
 
 
 def compare(args: argparse.Namespace, bench: Benchmark, table: list[str], judge: nn.Module,
-            lpips: nn.Module | None) -> dict:
-    """The table of deblurrers, the trend and the acceptance figures."""
+            lpips: nn.Module | None, stages: dict[str, Deblur] | None = None) -> dict:
+    """The table of deblurrers, the trend and the acceptance figures (``stages``: the
+    :func:`snapshots` of ``args.snapshots``, when the caller has loaded them)."""
     results = []
     for name in ("blurred", *table):
         fn = (lambda y, k, s: y) if name == "blurred" else method(name)
         results.append({"name": name, **evaluate(bench, fn, judge, args.boundary, args.sigma, lpips)})
         print(f"  {name:<14}" + "  ".join(f"{m} {results[-1][m]:.4f}" for m in MEASURES if m in results[-1]), flush=True)
-    stages = snapshots(args.snapshots) if args.snapshots else {}
+    if stages is None:
+        stages = snapshots(args.snapshots) if args.snapshots else {}
     points = [r for r in results if r["name"] != "blurred"]  # the blurry input is not a deblurrer
     points += [{"name": name, **evaluate(bench, fn, judge, args.boundary, args.sigma)} for name, fn in stages.items()]
     out = {"results": results, "trend": trend(points)}
@@ -321,13 +334,28 @@ def compare(args: argparse.Namespace, bench: Benchmark, table: list[str], judge:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    args.argv = argv
     torch.manual_seed(0)
-    bench = chapter_benchmark(args.split, args.kernels, args.crop, args.data_dir)
-    table = [m.strip() for m in args.table.split(",") if m.strip()]
-    for name in table:
-        if name not in METHODS:
-            raise SystemExit(f"unknown method {name!r} in --table; choose from {', '.join(METHODS)}.")
+    table = args.table
+    with user_errors(p):  # every mistake in the arguments or the data: one line, exit 2, before the run
+        for name in table:
+            if name not in METHODS:
+                raise ValueError(f"unknown method {name!r} in --table; choose from {', '.join(METHODS)}.")
+        if args.tta_sweep and args.split != "tune":
+            raise ValueError("choose the adaptation's learning rate on the tune split: add --split tune.")
+        if args.readme and not args.tta_only:
+            block_bounds(args.readme, "reblur")
+        bench = chapter_benchmark(args.split, args.kernels, args.crop, args.data_dir)
+        if args.readme and not args.tta_only:
+            refuse_fallback(bench.data, args.readme)
+        lpips = None
+        if args.lpips:
+            from .lpips import load_lpips
+
+            lpips = load_lpips(args.lpips)
+        stages = snapshots(args.snapshots) if args.snapshots and not args.tta_only and not args.tta_sweep else None
     if bench.note:
         print("NOTE:", bench.note, file=sys.stderr)
     judge = load_shipped("reblur-judge", "reblur").reblurrer
@@ -337,11 +365,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             write_json(args.json, sweep)
         return 0
-    lpips = None
-    if args.lpips:
-        from .lpips import load_lpips
-
-        lpips = load_lpips(args.lpips)
     setting = {"split": bench.split, "boundary": args.boundary, "sigma": args.sigma, "crop": bench.crop,
                "kernels": f"8 camera shakes of {SHAKE_SIZE} px" if args.kernels == "shakes" else "Levin's 8 kernels",
                "cases": len(bench.kernels) * len(bench.images), "images": sorted(bench.images), "note": bench.note}
@@ -349,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"judge: reblur gap {out['judge']['reblur_gap_sharp']:.3f} on sharp, "
           f"{out['judge']['reblur_gap_blurred']:.3f} on blurry images", flush=True)
     if not args.tta_only:
-        out.update(compare(args, bench, table, judge, lpips))
+        out.update(compare(args, bench, table, judge, lpips, stages))
     out["tta"] = t = adaptation(bench, model, judge, args.boundary, args.sigma, args.tta_steps, args.tta_lr,
                                 args.tta_parameters)
     print(f"TTA: mean change {t['mean_change']}; sharper on {t['sharper_fraction']:.0%}; "

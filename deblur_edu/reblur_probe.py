@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cli import positive_int, user_errors
 from .data import BlurDataset
 from .learned import Reblurrer, UNet
 from .learned.reblur import reblur_module_loss
@@ -142,7 +143,7 @@ def record_module(rows: list[dict], name: str, deblurrer: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m deblur_edu.reblur_probe", description=__doc__.split("\n")[0])
-    p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--steps", type=positive_int, default=600)
     p.add_argument("--deblurrer", default="reblur-l1-cpu", help="shipped checkpoint whose M_D is frozen")
     p.add_argument("--shipped", default="reblur-module-cpu,reblur-judge",
                    help="shipped checkpoints whose trained M_R is measured too (comma-separated; '' for none)")
@@ -151,10 +152,16 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from .methods import load_shipped
 
-    M_D = load_shipped(args.deblurrer, "reblur").deblurrer
+    names = [n.strip() for n in args.shipped.split(",") if n.strip()]
+    with user_errors(p):  # a missing checkpoint: one line, exit 2, before the probe's training runs
+        if args.record and "reblur-module-cpu" not in names:
+            raise ValueError("--record writes the measurement of reblur-module-cpu: keep it in --shipped.")
+        M_D = load_shipped(args.deblurrer, "reblur").deblurrer
+        for name in names:
+            load_shipped(name, "reblur")  # loaded once, kept for measure_shipped
     recipe = load_config("reblur", "cpu")["data"]
     rows = probe(M_D, recipe, args.steps, list(SHAPES))
-    shipped = measure_shipped(M_D, [n for n in args.shipped.split(",") if n], recipe)
+    shipped = measure_shipped(M_D, names, recipe)
     print("gaps ‖M_R(z) − z‖₁ × 10³ on z = S, B, L̂ = M_D(B), M_D(S)")
     print(f"{'M_R':<18}{'σ max':>6}{'w':>6}{'L_blur':>9}{'identity':>10}{'ratio':>7}"
           f"{'S':>7}{'B':>7}{'L̂':>7}{'M_D(S)':>8}")

@@ -20,6 +20,7 @@ import sys
 import torch
 
 from .backward_cost import allocator_peak_bytes
+from .cli import positive_int, user_errors
 from .learned import ReversibleDecoder, UNet, multi_decoder_loss
 from .runtime import pick_device, write_json
 
@@ -52,15 +53,16 @@ def measure(columns: list[int], size: int, batch: int, width: int, levels: int, 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m deblur_edu.reversible_cost", description=__doc__.split("\n")[0])
-    p.add_argument("--columns", type=int, nargs="+", default=[1, 2, 4])
-    p.add_argument("--size", type=int, default=128)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--width", type=int, default=16)
-    p.add_argument("--levels", type=int, default=3)
+    p.add_argument("--columns", type=positive_int, nargs="+", default=[1, 2, 4])
+    p.add_argument("--size", type=positive_int, default=128)
+    p.add_argument("--batch", type=positive_int, default=8)
+    p.add_argument("--width", type=positive_int, default=16)
+    p.add_argument("--levels", type=positive_int, default=3)
     p.add_argument("--device", default=None)
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
-    device = pick_device(args.device)
+    with user_errors(p):
+        device = pick_device(args.device)
     rows = measure(args.columns, args.size, args.batch, args.width, args.levels, device)
     print(f"peak training memory, {args.batch}×{args.size}², U-Net width {args.width}, {args.levels} levels, {device}")
     print(f"{'sub-decoders':>12}{'reversible MB':>15}{'plain MB':>10}{'ratio':>7}")

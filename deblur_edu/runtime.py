@@ -17,7 +17,10 @@ def pick_device(name: str | None = None) -> torch.device:
     """``name`` if given ("cpu", "cuda", "cuda:1"), else CUDA when available, else CPU."""
     if name is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; use cpu, cuda or cuda:N.") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but no CUDA GPU is available; use --device cpu.")
     return device

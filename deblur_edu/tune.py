@@ -23,6 +23,7 @@ import torch
 
 from .bench import evaluate
 from .benchmark_data import load_benchmark
+from .cli import names, user_errors
 from .methods import DEFAULTS_FILE, METHODS
 
 TUNED_SIGMAS = [0.01, 0.03]
@@ -50,19 +51,24 @@ def tune_method(bench, name: str, defaults: dict, device: torch.device) -> list[
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m deblur_edu.tune", description=__doc__.split("\n")[0])
     p.add_argument("--out", default=str(DEFAULTS_FILE))
-    p.add_argument("--methods", default=None, help="comma-separated subset (default: all with a weight)")
+    p.add_argument("--methods", type=names, default=None, help="comma-separated subset (default: all with a weight)")
     p.add_argument("--data-dir", default=None)
     args = p.parse_args(argv)
     device = torch.device("cpu")
-    bench = load_benchmark("tune", data_dir=args.data_dir)
-    names = args.methods.split(",") if args.methods else [n for n, m in METHODS.items() if m.weight]
+    tunable = [n for n, m in METHODS.items() if m.weight]
+    with user_errors(p):  # an untunable method or missing data: one line, exit 2
+        for name in args.methods or []:
+            if name not in tunable:
+                raise ValueError(f"{name!r} has no weight to tune; choose from {', '.join(tunable)}.")
+        bench = load_benchmark("tune", data_dir=args.data_dir)
+    methods = args.methods or tunable
     out_path = Path(args.out)
     defaults = json.loads(out_path.read_text()) if out_path.is_file() else {}
     defaults.update({"sigmas": TUNED_SIGMAS, "split": "tune", "boundaries": BOUNDARIES,
                      "recipe": "python -m deblur_edu.tune"})
     defaults.setdefault("methods", {})
     start = time.time()
-    for name in names:  # registry order: tv is tuned before the hyper-Laplacian that starts from it
+    for name in methods:  # registry order: tv is tuned before the hyper-Laplacian that starts from it
         defaults["methods"][name] = {METHODS[name].weight: tune_method(bench, name, defaults, device)}
         out_path.write_text(json.dumps(defaults, indent=2) + "\n")
     print(f"wrote {out_path} in {time.time() - start:.0f} s")

@@ -51,11 +51,24 @@ def check_finite(t: torch.Tensor, name: str) -> None:
         )
 
 
+def looks_channels_last(shape: tuple[int, ...]) -> bool:
+    """A (B, H, W, C) array read as (B, C, H, W): more than 4 "channels" and a last axis of 1–4
+    "pixels" — an RGB(A) or gray photo from numpy or PIL, not a plausible image batch.
+
+    Example:
+        >>> looks_channels_last((1, 32, 32, 3)), looks_channels_last((1, 3, 32, 32))
+        (True, False)
+    """
+    return len(shape) == 4 and shape[1] > 4 and shape[-1] <= 4
+
+
 def check_image(x: object, name: str = "image", value_range: bool = True) -> torch.Tensor:
     """Check an image batch: a finite float tensor of shape (B, C, H, W).
 
     Values may leave [0, 1] (a noisy observation does), but with ``value_range`` a
-    maximum above ``MAX_PLAUSIBLE_VALUE`` looks like 0–255 data and is refused. Operators
+    maximum above ``MAX_PLAUSIBLE_VALUE`` looks like 0–255 data and is refused. A
+    channels-last layout (:func:`looks_channels_last`) is refused with the permute that fixes it
+    (otherwise the next error would be about a kernel "larger than the 32×3 image"). Operators
     such as ``Blur`` also act on residuals, ratios and gradients, and skip that test.
     """
     x = check_float_tensor(x, name)
@@ -66,6 +79,11 @@ def check_image(x: object, name: str = "image", value_range: bool = True) -> tor
         )
     if x.numel() == 0:
         raise ValueError(f"{name} is empty (shape {tuple(x.shape)}).")
+    if looks_channels_last(x.shape):
+        raise ValueError(
+            f"{name} has shape {tuple(x.shape)}, which looks channels-last (B, H, W, C); images are "
+            f"(B, C, H, W): use {name}.permute(0, 3, 1, 2)."
+        )
     peak = float(x.detach().abs().amax())  # one pass: NaN or Inf shows up here too
     if not math.isfinite(peak):
         check_finite(x, name)
@@ -162,12 +180,32 @@ def check_iterations(n: int, name: str = "iterations") -> int:
 
 
 def check_problem(y: object, k: object) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate a deconvolution problem ``(y, k)``; returns k on y's device and dtype."""
+    """Validate a deconvolution problem ``(y, k)``; returns k on y's device, in y's dtype —
+    float32 for half-precision y, the precision the FFTs run in (a kernel rounded to
+    float16 would shift every frequency the solvers divide by)."""
     y = check_image(y, "y")
     k = check_kernel(k, "k")
     check_batch_match(y, k, "y")
     check_kernel_fits(y.shape, k, "y")
-    return y, k.to(device=y.device, dtype=y.dtype)
+    return y, k.to(device=y.device, dtype=torch.promote_types(y.dtype, torch.float32))
+
+
+def check_model_dtype(y: torch.Tensor, model: torch.nn.Module, name: str) -> None:
+    """A learned model takes images in its weights' dtype: refuse others with the fix.
+
+    A float64 image given to float32 weights otherwise fails deep in the first convolution
+    ("Input type (double) and bias type (float)"). The image is not cast silently: that
+    would drop precision the caller asked for, and ``model.double()`` is the other fix.
+    Under autocast (mixed precision) autocast itself chooses the dtypes, so any float
+    image passes.
+    """
+    weights = next(model.parameters(), None)
+    if weights is None or y.dtype == weights.dtype or torch.is_autocast_enabled(y.device.type):
+        return
+    raise TypeError(
+        f"this {name}'s weights are {weights.dtype} but y is {y.dtype}; convert the input with "
+        f"y.to({weights.dtype}) (and the kernel likewise), or the model with model.to({y.dtype})."
+    )
 
 
 def check_channels(y: torch.Tensor, channels: int, model: str) -> None:

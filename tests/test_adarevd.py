@@ -86,7 +86,8 @@ def test_true_exits_follow_the_tiles_degradation():
     assert exits[0, 1].tolist() == exit_after(torch.tensor([5, 5]), 4).tolist()
 
 
-def test_the_measurement_command_writes_every_figure(tmp_path):
+def test_the_measurement_command_writes_every_figure(tmp_path, data_dir, monkeypatch):
+    monkeypatch.setenv("DEBLUR_EDU_DATA", str(data_dir))  # the README takes Set12 results, never the fallback's
     model = tiny(2)
     meta = {"model_name": "adarevd", "config": {"model": {"encoder": None, "width": 4, "levels": 2, "columns": 2,
                                                            "classifier_hidden": 8, "channels": 1}},

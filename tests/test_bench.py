@@ -122,9 +122,8 @@ def test_load_kernels_from_folder(tmp_path):
     assert len(ks) == 1 and abs(float(ks[0].sum()) - 1) < 1e-6
 
 
-def test_unknown_method_is_refused(tiny_benchmark):
-    with pytest.raises(ValueError, match="unknown method"):
-        bench.main(["--methods", "nope"])
+def test_unknown_method_is_refused(tiny_benchmark, cli_error):
+    assert "unknown method 'nope'" in cli_error(bench.main, ["--methods", "nope"])
 
 
 def test_readme_table_is_generated_from_the_committed_json():
@@ -181,3 +180,118 @@ def test_training_recipe_scores_compare_models_with_tv_on_the_validation_batch()
     assert set(scores) == {"TV", "nothing"}
     assert 15 < scores["nothing"] < scores["TV"] < 60
     assert scores == bench.training_recipe_scores({"nothing": do_nothing}, cfg, torch.device("cpu"), size=4)
+
+
+@pytest.mark.parametrize("case", ["images missing", "images empty", "kernels missing", "data-dir missing",
+                                  "data-dir empty"])
+def test_a_given_path_without_data_is_an_error_never_replaced_by_fallback_data(tiny_benchmark, tmp_path, case):
+    """Each of these ran on the offline stand-in images and kernels, exited 0 and wrote
+    ``split: test`` — also discarding a valid --kernels given beside a missing --images."""
+    images, kernels = tiny_benchmark
+    (tmp_path / "empty").mkdir()
+    args = {"images missing": dict(images_dir=tmp_path / "nope", kernels_path=kernels),
+            "images empty": dict(images_dir=tmp_path / "empty", kernels_path=kernels),
+            "kernels missing": dict(images_dir=images, kernels_path=tmp_path / "nope.npz"),
+            "data-dir missing": dict(kernels_path=kernels, data_dir=tmp_path / "nope"),
+            "data-dir empty": dict(data_dir=tmp_path / "empty")}[case]
+    named = str(next(v for v in args.values() if "nope" in str(v) or "empty" in str(v)))
+    with pytest.raises(FileNotFoundError) as err:
+        load_benchmark("test", crop=40, fallback=True, **args)
+    assert named in str(err.value)
+
+
+def test_the_json_records_where_the_data_came_from(tiny_benchmark, data_dir, monkeypatch, tmp_path):
+    images, kernels = tiny_benchmark
+    assert load_benchmark("test", images, kernels, 40, fallback=True).data == "user"
+    assert load_benchmark("test", kernels_path=kernels, crop=40, data_dir=data_dir).data == "user+set12"
+    assert load_benchmark("test", data_dir=data_dir).data == "levin09+set12"
+    assert load_benchmark("tune", data_dir=data_dir).data == "tune-shakes+set12"
+    monkeypatch.setenv("DEBLUR_EDU_DATA", str(tmp_path))  # no path given, no data there: the fallback
+    assert load_benchmark("test", fallback=True).data == "fallback"
+    out = tmp_path / "r.json"
+    bench.main(["--images", str(images), "--kernels", str(kernels), "--crop", "40", "--sigmas", "0.01", "--boundaries",
+                "valid", "--methods", "wiener", "--json", str(out), "--device", "cpu", "--no-speed"])
+    assert json.loads(out.read_text())["environment"]["data"] == "user"
+
+
+def test_readme_refuses_fallback_results_before_the_run(monkeypatch, tmp_path, capsys):
+    """With no data, --readme overwrote the README's Levin × Set12 table with stand-in numbers."""
+    monkeypatch.setenv("DEBLUR_EDU_DATA", str(tmp_path))
+    readme = tmp_path / "README.md"
+    readme.write_text("a\n<!-- bench:start -->\nold\n<!-- bench:end -->\n")
+    monkeypatch.setattr(bench, "evaluate", lambda *a, **k: pytest.fail("the run started"))
+    with pytest.raises(SystemExit) as exit_:
+        bench.main(["--methods", "wiener", "--readme", str(readme), "--json", str(tmp_path / "r.json"), "--no-speed"])
+    assert exit_.value.code == 2 and "offline fallback" in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists() and "old" in readme.read_text()
+    out = {"results": [], "environment": {"data": "fallback"}}
+    with pytest.raises(ValueError, match="refusing"):
+        bench.update_readme(readme, out)
+
+
+@pytest.mark.parametrize("content", ["no markers\n", "x\n<!-- bench:end -->\nold\n<!-- bench:start -->\n"],
+                         ids=["no-markers", "reversed"])
+def test_readme_markers_are_checked_before_the_run(tiny_benchmark, tmp_path, monkeypatch, content, cli_error):
+    """The README was checked only after the whole run; reversed markers then failed with
+    "not enough values to unpack"."""
+    images, kernels = tiny_benchmark
+    readme = tmp_path / "README.md"
+    readme.write_text(content)
+    monkeypatch.setattr(bench, "evaluate", lambda *a, **k: pytest.fail("the run started"))
+    argv = ["--images", str(images), "--kernels", str(kernels), "--crop", "40", "--methods", "wiener", "--no-speed"]
+    line = cli_error(bench.main, argv + ["--readme", str(readme)])
+    assert "comes before" in line or "no <!-- bench:start -->" in line
+    assert "nope.md does not exist" in cli_error(bench.main, argv + ["--readme", str(tmp_path / "nope.md")])
+    assert readme.read_text() == content
+
+
+@pytest.mark.parametrize("case", ["images missing", "kernels missing", "data-dir empty"])
+def test_the_cli_names_a_missing_input_in_one_line_and_writes_nothing(tiny_benchmark, tmp_path, case, cli_error):
+    """Before: exit 0 on stand-in data, with a JSON saying split: test."""
+    images, kernels = tiny_benchmark
+    (tmp_path / "empty").mkdir()
+    args = {"images missing": ["--images", str(tmp_path / "nope"), "--kernels", str(kernels)],
+            "kernels missing": ["--images", str(images), "--kernels", str(tmp_path / "nope.npz")],
+            "data-dir empty": ["--data-dir", str(tmp_path / "empty")]}[case]
+    out = tmp_path / "r.json"
+    line = cli_error(bench.main, args + ["--crop", "40", "--methods", "wiener", "--json", str(out), "--no-speed"])
+    assert line.startswith("python -m deblur_edu.bench: error:") and ("nope" in line or "empty" in line)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("flag, value, says", [
+    ("--crop", "0", "--crop: must be a whole number ≥ 1"), ("--crop", "-10", "--crop: must be a whole number ≥ 1"),
+    ("--sigmas", "nan", "--sigmas: must be a finite noise level ≥ 0"),
+    ("--sigmas", "inf", "--sigmas: must be a finite noise level ≥ 0"),
+    ("--methods", ",", "--methods: names nothing"),
+    ("--device", "gpu7", "unknown device 'gpu7'"),
+])
+def test_bad_arguments_are_one_line_errors_before_the_run(tiny_benchmark, flag, value, says, cli_error):
+    """--crop 0 silently became 256, --crop -10 failed deep inside, NaN/Inf σ raised from the
+    noise after the data was loaded, and --methods ',' ran nothing and exited 0."""
+    images, kernels = tiny_benchmark
+    argv = ["--images", str(images), "--kernels", str(kernels), "--crop", "40", "--methods", "wiener", "--no-speed"]
+    assert says in cli_error(bench.main, argv + [flag, value])
+
+
+def test_a_corrupt_image_in_images_is_named(tiny_benchmark, cli_error):
+    images, kernels = tiny_benchmark
+    good = (images / "im0.png").read_bytes()
+    (images / "im1.png").write_bytes(good[: len(good) // 2])
+    line = cli_error(bench.main, ["--images", str(images), "--kernels", str(kernels), "--crop", "40", "--no-speed"])
+    assert "cannot read the image" in line and "im1.png" in line
+
+
+def test_16_bit_images_are_scored_on_their_0_1_scale(tiny_benchmark, tmp_path):
+    """A 16-bit PNG was loaded as 0–65535 and the benchmark scored around −92 dB."""
+    from PIL import Image
+
+    _, kernels = tiny_benchmark
+    folder = tmp_path / "sixteen"
+    folder.mkdir()
+    ramp = np.add.outer(np.arange(60), np.arange(70)) / 128.0
+    Image.fromarray((np.clip(ramp, 0, 1) * 65535).astype(np.uint16)).save(folder / "ramp.png")
+    out = tmp_path / "r.json"
+    bench.main(["--images", str(folder), "--kernels", str(kernels), "--crop", "40", "--sigmas", "0.01", "--boundaries",
+                "valid", "--methods", "wiener", "--json", str(out), "--device", "cpu", "--no-speed"])
+    assert json.loads(out.read_text())["results"][0]["psnr"] > 20

@@ -18,7 +18,8 @@ def test_every_compared_method_is_registered_and_every_checkpoint_has_a_model_na
     assert needed <= set(compare.MODEL_OF)
 
 
-def test_the_command_writes_json_and_the_readme_block(tmp_path):
+def test_the_command_writes_json_and_the_readme_block(tmp_path, data_dir, monkeypatch):
+    monkeypatch.setenv("DEBLUR_EDU_DATA", str(data_dir))  # the README takes benchmark results, never the fallback's
     readme = tmp_path / "README.md"
     readme.write_text("a\n<!-- compare:start -->\nold\n<!-- compare:end -->\nb\n")
     out = tmp_path / "cmp.json"
@@ -54,9 +55,28 @@ def test_the_readme_table_is_the_shipped_comparison():
     assert block == table, "regenerate with: make compare"
 
 
-def test_an_unknown_method_is_a_clear_error():
-    with pytest.raises(ValueError, match="unknown method"):
-        compare.main(["--quick", "--methods", "nope"])
+def test_an_unknown_method_is_a_clear_error(cli_error):
+    assert "unknown method 'nope'" in cli_error(compare.main, ["--quick", "--methods", "nope"])
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--methods", ","], "--methods: names nothing"),
+    (["--readme", "nope.md"], "nope.md does not exist"),
+    (["--device", "gpu7"], "unknown device 'gpu7'"),
+])
+def test_user_mistakes_are_one_line_errors_before_the_run(argv, says, cli_error, monkeypatch):
+    """They were tracebacks (or, for ',', a run of nothing that exited 0)."""
+    monkeypatch.setattr(compare, "evaluate", lambda *a, **k: pytest.fail("the run started"))
+    assert says in cli_error(compare.main, ["--quick", *argv])
+
+
+def test_fallback_results_are_not_written_into_the_readme(tmp_path, monkeypatch, cli_error):
+    monkeypatch.setenv("DEBLUR_EDU_DATA", str(tmp_path))  # no benchmark data: the offline fallback
+    readme = tmp_path / "README.md"
+    readme.write_text("a\n<!-- compare:start -->\nold\n<!-- compare:end -->\n")
+    monkeypatch.setattr(compare, "evaluate", lambda *a, **k: pytest.fail("the run started"))
+    assert "offline fallback" in cli_error(compare.main, ["--quick", "--readme", str(readme)])
+    assert "old" in readme.read_text()
 
 
 def test_training_cost_counts_the_checkpoints_a_model_is_built_on():

@@ -108,3 +108,72 @@ def test_pad_to_keeps_the_centre():
     k[..., 2, 2] = 1
     p = pad_to(k, 9)
     assert float(p[0, 0, 4, 4]) == 1
+
+
+def _png_modes(tmp_path):
+    """One file per PNG flavour, all holding the same 8-bit gray ramp ``a`` (RGB: a, a, a)."""
+    from PIL import Image
+
+    a = np.tile(np.arange(0, 256, 8, dtype=np.uint8), (6, 1))  # 6×32, values 0…248
+    rgb = np.stack([a, a, a], -1)
+    images = {
+        "gray8": Image.fromarray(a, "L"),
+        "gray16": Image.fromarray(a.astype(np.uint16) * 257),  # 16-bit: the same values ×257
+        "gray-alpha": Image.fromarray(np.stack([a, 255 - a], -1), "LA"),
+        "rgb": Image.fromarray(rgb, "RGB"),
+        "rgba": Image.fromarray(np.concatenate([rgb, 255 - a[..., None]], -1), "RGBA"),
+        "palette": Image.fromarray(rgb, "RGB").quantize(64),
+    }
+    for name, image in images.items():
+        image.save(tmp_path / f"{name}.png")
+    return a / 255.0
+
+
+@pytest.mark.parametrize("mode", ["gray8", "gray16", "gray-alpha", "rgb", "rgba", "palette"])
+def test_png_of_any_bit_depth_and_layout_loads_into_0_1(tmp_path, mode):
+    """A 16-bit PNG loaded as 0–65535 (the benchmark then scored −92 dB); gray + alpha crashed
+    in the RGB → gray conversion. Alpha is dropped; values are scaled by the bit depth."""
+    expected = torch.from_numpy(_png_modes(tmp_path)).float()
+    img = data.load_image(tmp_path / f"{mode}.png")
+    assert img.shape == (1, 1, 6, 32) and img.dtype == torch.float32
+    assert torch.allclose(img[0, 0], expected, atol=2e-3)
+    assert data.load_image(tmp_path / f"{mode}.png", gray=False).shape[1] in (1, 3)
+
+
+@pytest.mark.parametrize("array, why", [
+    (np.zeros(10), "shape"), (np.zeros((4, 4, 5)), "shape"), (np.zeros((0, 4)), "shape"),
+    (np.full((4, 4), 2.5), "float64 with values in"), (np.full((4, 4), 7, dtype=np.int32), "range is unknown"),
+])
+def test_what_cannot_be_an_image_is_refused_by_name(array, why):
+    with pytest.raises(ValueError, match=f"photo.png.*{why}|photo.png has {why}"):
+        data.image_to_tensor(array, name="photo.png")
+
+
+def test_a_corrupt_or_truncated_image_file_is_named(tmp_path):
+    from PIL import Image
+
+    Image.fromarray(np.zeros((40, 40), np.uint8) + 9, "L").save(tmp_path / "ok.png")
+    full = (tmp_path / "ok.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(full[: len(full) // 2])
+    (tmp_path / "junk.png").write_bytes(b"\x89PNG\r\n\x1a\nnot an image")
+    for bad in ("cut.png", "junk.png"):
+        with pytest.raises(ValueError, match=f"cannot read the image .*{bad}"):
+            data.load_image(tmp_path / bad)
+
+
+@pytest.mark.parametrize("base_url", ["http://127.0.0.1:9/KAIR", "file:///nonexistent/KAIR"], ids=["port-9", "file"])
+def test_download_offline_says_so_and_leaves_nothing_behind(tmp_path, base_url, capsys):
+    """Offline (nothing listens on loopback port 9; a file:// path that does not exist) the
+    download raised a raw URLError and left an empty temporary file in the data folder."""
+    kept = tmp_path / "existing"
+    kept.mkdir()
+    for root in (kept, tmp_path / "new" / "deeper"):
+        with pytest.raises(ConnectionError, match="seems to be offline.*set DEBLUR_EDU_DATA"):
+            data.download("set12/09.png", root, base_url=base_url)
+    assert [p.name for p in tmp_path.rglob("*")] == ["existing"]  # no temporary file, no new folder
+    with pytest.raises(SystemExit) as exit_:
+        data.main(["download", "--dir", str(kept), "--base-url", base_url])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "seems to be offline" in err and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("python -m deblur_edu.data: error: cannot download")
+    assert list(kept.iterdir()) == []

@@ -49,3 +49,30 @@ def test_ssim_gradcheck():
 def test_shape_mismatch_is_refused():
     with pytest.raises(ValueError, match="same"):
         psnr(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 9))
+
+
+@pytest.mark.parametrize("win_size", [1, 0, -3, 4, 2.0])
+def test_ssim_refuses_a_window_that_is_not_odd_and_at_least_3(win_size):
+    """win_size=1 divided by N − 1 = 0 (ZeroDivisionError)."""
+    x = torch.rand(1, 1, 16, 16)
+    with pytest.raises(ValueError, match="win_size must be an odd integer ≥ 3"):
+        ssim(x, x, win_size=win_size)
+
+
+@pytest.mark.parametrize("metric", [psnr, ssim])
+def test_0_255_data_with_the_default_data_range_is_refused(metric):
+    """0–255 images scored as if in [0, 1] gave about 0 dB instead of an error; with
+    data_range=255 they are scored correctly."""
+    x_hat, x = pair()
+    with pytest.raises(ValueError, match="values up to 25[0-9].* data_range is 1"):
+        metric(255 * x_hat, 255 * x)
+    assert torch.allclose(metric(255 * x_hat, 255 * x, data_range=255), metric(x_hat, x))
+
+
+@pytest.mark.parametrize("data_range", [0, -1, float("nan"), float("inf")])
+def test_data_range_must_be_positive_and_finite(data_range):
+    """data_range=0 gave −inf dB and data_range=−1 a plausible 20 dB."""
+    x = torch.rand(1, 1, 16, 16)
+    for metric in (psnr, ssim):
+        with pytest.raises(ValueError, match="data_range is the images' value range"):
+            metric(x, x, data_range=data_range)

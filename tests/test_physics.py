@@ -137,3 +137,42 @@ def test_cuda_matches_cpu():
         xc = torch.rand(A.input_shape(x.shape))
         assert torch.allclose(A(xc.cuda()).cpu(), A(xc), atol=1e-5)
         assert torch.allclose(A.adjoint(A(xc).cuda()).cpu(), A.adjoint(A(xc)), atol=1e-5)
+
+
+def _half_precision_calls():
+    """Every library function that runs FFTs on images, as ``name → f(y)`` (y: (1, 1, 24, 24))."""
+    from deblur_edu import classical
+    from deblur_edu.classical import tikhonov_inverse
+    from deblur_edu.learned.reversible import multi_decoder_loss
+
+    k = gaussian(5, 1.0)
+    calls = {f"Blur-{b}": (lambda y, b=b: Blur(k, b)(y)) for b in ("circular", "replicate", "reflect")}
+    calls["Blur-valid-adjoint"] = lambda y: Blur(k, "valid").adjoint(y)
+    calls["psf2otf"] = lambda y: psf2otf(y[0, 0, :5, :5], y.shape[-2:])  # a "kernel" of the same values in both dtypes
+    calls["tikhonov_inverse"] = lambda y: tikhonov_inverse(psf2otf(k, (24, 24)), 0.01, (24, 24))(y)
+    calls["multi_decoder_loss"] = lambda y: multi_decoder_loss([y.flip(-1)], y)
+    calls["inverse_filter"] = lambda y: classical.inverse_filter(y, k)
+    calls["wiener"] = lambda y: classical.wiener(y, k)
+    calls["wiener_padded"] = lambda y: classical.wiener_padded(y, k)
+    calls["edgetaper"] = lambda y: classical.edgetaper(y, k)
+    calls["richardson_lucy"] = lambda y: classical.richardson_lucy(y, k, iterations=5)
+    calls["tv_admm-valid"] = lambda y: classical.tv_admm(y, k, iterations=5)
+    calls["tv_admm-circular"] = lambda y: classical.tv_admm(y, k, iterations=5, boundary="circular")
+    calls["hyper_laplacian"] = lambda y: classical.hyper_laplacian(y, k, iterations=5)
+    return calls
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("name", list(_half_precision_calls()))
+def test_half_precision_images_are_transformed_in_float32_and_returned_in_their_dtype(name, dtype):
+    """Mixed precision hands the library float16/bfloat16 images, which torch's FFTs refuse
+    (bfloat16 always, float16 on the CPU). The FFT parts run in float32, so the result equals
+    the float32 computation on the same values up to rounding the output to the input's dtype."""
+    f = _half_precision_calls()[name]
+    y = Blur(gaussian(5, 1.0), "valid")(torch.rand(1, 1, 28, 28, generator=torch.Generator().manual_seed(0))).to(dtype)
+    out, reference = f(y), f(y.float())
+    if out.is_complex():  # the OTF: float32's complex type
+        assert out.dtype == torch.complex64 and torch.equal(out, reference)
+        return
+    assert out.dtype == (torch.float32 if out.dim() == 0 else dtype)  # a loss may be float32, an image is not
+    assert float((out.float() - reference).abs().max()) <= 2 * torch.finfo(dtype).eps * float(reference.abs().max())

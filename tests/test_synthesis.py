@@ -202,6 +202,13 @@ def test_download_photos_keeps_train_and_val_and_records_the_archive_hash(tmp_pa
     assert sorted(p.name for p in (tmp_path / "data/photos").iterdir()) == sorted(["bsds500.sha256", *names])
 
 
+def test_download_photos_offline_says_so_and_leaves_nothing_behind(tmp_path):
+    """Nothing listens on port 9 of the loopback address: a refused connection, as offline."""
+    with pytest.raises(ConnectionError, match="offline.*photos"):
+        data.download_photos(tmp_path / "data", "http://127.0.0.1:9/BSR_bsds500.tgz")
+    assert not (tmp_path / "data").exists()
+
+
 def test_synthesis_from_a_config_reads_the_photographs(data_dir):
     synth = from_config({"task": "deblur", "patch": 32, "kernel_size": 15, "sigma_range": [0.0, 0.04],
                          "dead_leaves_fraction": 0.2, "photos": str(data_dir / "photos"), "seed": 0})

@@ -3,10 +3,11 @@
 import pytest
 import torch
 
-from deblur_edu.classical import richardson_lucy, tv_admm, wiener
+from deblur_edu.classical import richardson_lucy, tv_admm, wiener, wiener_padded
 from deblur_edu.data import data_dir, fetch
 from deblur_edu.kernels import gaussian
 from deblur_edu.physics import Blur, add_noise
+from deblur_edu.train import MODELS, load_config
 
 X = torch.rand(2, 1, 32, 32)
 K = gaussian(5, 1.0)
@@ -130,3 +131,42 @@ def test_missing_data_file_names_the_download_command(monkeypatch, tmp_path):
     monkeypatch.setenv("DEBLUR_EDU_DATA", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="set12/09.png.*python -m deblur_edu.data download"):
         fetch("set12/09.png")
+
+
+@pytest.mark.parametrize("model_name", sorted(MODELS))
+def test_float64_input_to_a_learned_model_is_a_type_error_that_names_the_fix(model_name):
+    """Not "Input type (double) and bias type (float)" from inside the first convolution."""
+    torch.manual_seed(0)
+    model = MODELS[model_name].build(load_config(model_name, "tiny")["model"])
+    y = torch.rand(1, 1, 32, 32, dtype=torch.float64)
+    with pytest.raises(TypeError, match=r"weights are torch.float32 but y is torch.float64.*y.to\(torch.float32\)"):
+        model(y, K.double())
+
+
+@pytest.mark.parametrize("kernel", [gaussian(5, 1.0), gaussian(3, 0.8)], ids=["5x5", "3x3"])
+def test_a_channels_last_image_is_named_as_such(kernel):
+    """(1, H, W, 3) from numpy/PIL: with a 5×5 kernel the old message was "kernel larger than
+    the y (32×3)"; with a 3×3 kernel it even ran, deblurring along the wrong axes."""
+    rgb = torch.rand(1, 32, 32, 3)
+    for call in (lambda: wiener(rgb, kernel), lambda: Blur(kernel)(rgb)):
+        with pytest.raises(ValueError, match=r"looks channels-last.*permute\(0, 3, 1, 2\)"):
+            call()
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 16), (1, 1, 16, 1), (1, 1, 1, 1)])
+def test_images_too_small_for_the_finite_differences_are_refused_clearly(shape):
+    """1×N, N×1 and 1×1 images failed with a broadcasting error deep in the regulariser."""
+    y, k = torch.rand(shape), torch.ones(1, 1)
+    for call in (lambda: wiener(y, k), lambda: tv_admm(y, k, iterations=2),
+                 lambda: tv_admm(y, k, iterations=2, boundary="circular")):
+        with pytest.raises(ValueError, match=r"too small for this regulariser.*at least 2×2 pixels"):
+            call()
+    assert wiener(y, k, regulariser="identity").shape == shape  # no differences: nothing to refuse
+
+
+@pytest.mark.parametrize("margin", [-1, -10, 2.5])
+def test_wiener_padded_refuses_a_margin_that_is_not_a_pixel_count(margin):
+    """margin=-10 returned a 10×10 image from a 32×32 input (the crop cut into the image)."""
+    with pytest.raises(ValueError, match="margin must be a whole number of pixels ≥ 0"):
+        wiener_padded(X, K, margin=margin)
+    assert wiener_padded(X, K, margin=0).shape == X.shape

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ..physics import psf2otf
+from ..physics import irfft2, psf2otf, rfft2
 from ..validation import check_positive, check_problem
 
 
@@ -30,7 +30,7 @@ def inverse_filter(y: torch.Tensor, k: torch.Tensor, threshold: float = 1e-3) ->
     """
     y, k = check_problem(y, k)
     check_positive(threshold, "threshold")
-    K = psf2otf(k, y.shape[-2:])
+    K = psf2otf(k, y.shape[-2:])  # k is float32 for half-precision y (check_problem)
     keep = K.abs() > threshold
-    X = torch.where(keep, torch.fft.rfft2(y) / torch.where(keep, K, torch.ones_like(K)), 0)
-    return torch.fft.irfft2(X, s=y.shape[-2:])
+    X = torch.where(keep, rfft2(y) / torch.where(keep, K, torch.ones_like(K)), 0)
+    return irfft2(X, y.shape[-2:], y.dtype)

@@ -15,6 +15,8 @@ from typing import Callable
 
 import torch
 
+from ..physics import fft_dtype, rfft2
+
 
 def grad(x: torch.Tensor) -> torch.Tensor:
     """Forward differences ``(x[i, j+1] − x[i, j], x[i+1, j] − x[i, j])``, circular: (B, C, 2, H, W)."""
@@ -28,14 +30,26 @@ def grad_adjoint(g: torch.Tensor) -> torch.Tensor:
 
 
 def _filters_otf_power(filters: list[list[list[float]]], shape: tuple[int, int], device=None, dtype=torch.float32) -> torch.Tensor:
-    """``Σ_f |F(f)|²`` on the rfft grid for small filters placed at the origin (circular)."""
-    power = torch.zeros(1, 1, shape[0], shape[1] // 2 + 1, device=device, dtype=dtype)
+    """``Σ_f |F(f)|²`` on the rfft grid for small filters placed at the origin (circular);
+    computed in float32 for half-precision ``dtype``, returned in ``dtype``.
+
+    A filter must fit the grid: a 1×N image has no vertical difference to penalise.
+    """
+    need = (max(len(taps) for taps in filters), max(len(taps[0]) for taps in filters))
+    if shape[0] < need[0] or shape[1] < need[1]:
+        raise ValueError(
+            f"an image of {shape[0]}×{shape[1]} pixels is too small for this regulariser: its finite "
+            f"differences need at least {need[0]}×{need[1]} pixels. Deblur a larger image (or, for "
+            f"Wiener, use regulariser='identity')."
+        )
+    work = fft_dtype(dtype)
+    power = torch.zeros(1, 1, shape[0], shape[1] // 2 + 1, device=device, dtype=work)
     for taps in filters:
-        t = torch.tensor(taps, device=device, dtype=dtype)
-        f = torch.zeros(1, 1, *shape, device=device, dtype=dtype)
+        t = torch.tensor(taps, device=device, dtype=work)
+        f = torch.zeros(1, 1, *shape, device=device, dtype=work)
         f[..., : t.shape[0], : t.shape[1]] = t
-        power = power + torch.fft.rfft2(f).abs() ** 2
-    return power
+        power = power + rfft2(f).abs() ** 2
+    return power.to(dtype)
 
 
 def grad_otf_power(shape: tuple[int, int], device=None, dtype=torch.float32) -> torch.Tensor:
@@ -107,9 +121,16 @@ FIRST_AND_SECOND_ORDER = Derivatives(grad_and_hessian, grad_and_hessian_adjoint,
 def gradient_magnitude(g: torch.Tensor) -> torch.Tensor:
     """Per-pixel ``sqrt(g_h² + g_v²)`` of a gradient field (B, C, 2, H, W), keeping axis 2.
 
-    (Written out: ``Tensor.norm(dim=2)`` is a hundred times slower on CPU here.)
+    Differentiable everywhere: at ``g = 0`` (a flat patch, e.g. a constant image) the slope
+    of ``sqrt`` is infinite and autograd would multiply it by the zero slope of ``g²``,
+    giving NaN. The double ``where`` feeds ``sqrt`` a 1 there instead and returns 0, so the
+    gradient at 0 is 0 (a subgradient of the norm) and the value is bit-identical to
+    ``sqrt(g_h² + g_v²)``. (Written out: ``Tensor.norm(dim=2)`` is a hundred times slower
+    on CPU here.)
     """
-    return (g * g).sum(dim=2, keepdim=True).sqrt()
+    squared = (g * g).sum(dim=2, keepdim=True)
+    positive = squared > 0
+    return torch.where(positive, torch.where(positive, squared, 1.0).sqrt(), 0.0)
 
 
 def prox_tv(v: torch.Tensor, tau: float) -> torch.Tensor:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from ..physics import Blur, crop, pad
+from ..physics import Blur, crop, fft_dtype, pad
 from ..validation import check_iterations, check_problem
 
 EPS = 1e-6
@@ -61,6 +61,8 @@ def richardson_lucy(
     """
     y, k = check_problem(y, k)
     check_iterations(iterations)
+    dtype = y.dtype  # half precision: iterated in float32 (the ratios need it), returned as it came
+    y = y.to(fft_dtype(dtype))  # k already is float32 then (check_problem)
     A = Blur(k, "valid", check_inputs=False)
     y = y.clamp(min=0)
     normaliser = A.adjoint(torch.ones_like(y)).clamp(min=EPS)
@@ -71,7 +73,7 @@ def richardson_lucy(
         x = x / normaliser * A.adjoint(y / Ax)
         if history:
             _record(trace, y, A(x), crop(x, A.pads), x_true)
-    x_hat = crop(x, A.pads)
+    x_hat = crop(x, A.pads).to(dtype)
     return (x_hat, trace) if history else x_hat
 
 

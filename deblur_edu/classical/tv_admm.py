@@ -29,7 +29,7 @@ from typing import Callable
 
 import torch
 
-from ..physics import crop, fast_fft_size, pad, psf2otf, scene_padding, zero_pad
+from ..physics import crop, fast_fft_size, fft_dtype, pad, psf2otf, scene_padding, zero_pad
 from ..validation import check_iterations, check_positive, check_problem
 from .priors import GRADIENT, Derivatives, gradient_magnitude, prox_tv
 
@@ -79,6 +79,7 @@ def admm_deconvolve(
     (continuation, as in half-quadratic splitting; the scaled dual is rescaled to match).
     ``x0`` (y's shape; default ``y``) is the initial estimate, replicate-padded to the scene.
     ``derivatives`` is the operator ``D`` the prior acts on (default: the gradient ∇).
+    Half-precision ``y`` is solved in float32 and ``x̂`` returned in y's dtype.
     With ``history=True`` also returns per-iteration ``objective``, ``primal_residual``,
     ``dual_residual`` and, given ``x_true``, ``psnr`` (batch means).
     """
@@ -89,9 +90,11 @@ def admm_deconvolve(
     check_iterations(iterations)
     check_positive(rho_growth, "rho_growth")
 
+    dtype, work = y.dtype, fft_dtype(y.dtype)
+    y = y.to(work)  # half precision: solved in float32 (k already is: check_problem)
     circular = boundary == "circular"
     pads = (0, 0, 0, 0) if circular else scene_pads_fast(y.shape[-2:], k.shape[-2:])
-    x = pad(y if x0 is None else x0, pads, "replicate")
+    x = pad(y if x0 is None else x0.to(work), pads, "replicate")
     shape = x.shape[-2:]
     K = psf2otf(k, shape)
     K2 = K.abs() ** 2
@@ -135,7 +138,7 @@ def admm_deconvolve(
         if rho_growth != 1.0:
             rho *= rho_growth
             u = u / rho_growth
-    x_hat = crop(x, pads)
+    x_hat = crop(x, pads).to(dtype)
     return (x_hat, trace) if history else x_hat
 
 

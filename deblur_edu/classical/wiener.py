@@ -6,6 +6,7 @@ regulariser ``L`` (identity or the gradient ``D``) has the Fourier-domain soluti
     X̂ = conj(K)·Y / (|K|² + balance·|L|²)
 
 (Tikhonov 1963; Hunt 1973; Gonzalez & Woods §5.8) — one FFT, one product, one inverse FFT.
+Half-precision images are solved in float32 and returned in their own dtype.
 With ``L = I`` and ``balance = σ²/σ_x²`` it is the Wiener filter for white signal and noise.
 
 The circular model is wrong at the image border; :func:`edgetaper` and the padded variant
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from ..physics import Blur, crop, fft_convolve, pad, psf2otf
+from ..physics import Blur, crop, fft_convolve, fft_dtype, irfft2, pad, psf2otf, rfft2
 from ..validation import check_positive, check_problem
 from .priors import grad_otf_power
 
@@ -48,10 +49,11 @@ def wiener(
     check_positive(balance, "balance")
     if regulariser not in REGULARISERS:
         raise ValueError(f"unknown regulariser {regulariser!r}; choose one of {REGULARISERS}.")
+    dtype = y.dtype  # half precision: k is float32 (check_problem), and so is the filter
     K = psf2otf(k, y.shape[-2:])
-    L2 = 1.0 if regulariser == "identity" else grad_otf_power(y.shape[-2:], y.device, y.dtype)
+    L2 = 1.0 if regulariser == "identity" else grad_otf_power(y.shape[-2:], y.device, k.dtype)
     filt = K.conj() / (K.abs() ** 2 + balance * L2)  # small: one per kernel
-    return torch.fft.irfft2(filt * torch.fft.rfft2(y), s=y.shape[-2:])
+    return irfft2(filt * rfft2(y), y.shape[-2:], dtype)
 
 
 def tikhonov_inverse(otf: torch.Tensor, balance: float | torch.Tensor, shape: tuple[int, int],
@@ -74,7 +76,7 @@ def tikhonov_inverse(otf: torch.Tensor, balance: float | torch.Tensor, shape: tu
         True
     """
     denominator = otf.abs() ** 2 + balance * grad_otf_power(shape, otf.device, otf.real.dtype) + identity
-    return lambda g: torch.fft.irfft2(torch.fft.rfft2(g) / denominator, s=shape)
+    return lambda g: irfft2(rfft2(g) / denominator, shape, g.dtype)
 
 
 def _autocorrelation_weight(profile: torch.Tensor, n: int) -> torch.Tensor:
@@ -93,12 +95,14 @@ def edgetaper(y: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     longer sees a jump at the border.
     """
     y, k = check_problem(y, k)
+    dtype = y.dtype
+    y = y.to(fft_dtype(dtype))  # half precision: in float32, returned as it came
     H, W = y.shape[-2:]
     beta_r = _autocorrelation_weight(k.sum(dim=-1), H)  # (B, 1, H)
     beta_c = _autocorrelation_weight(k.sum(dim=-2), W)  # (B, 1, W)
     alpha = (1 - beta_r)[..., :, None] * (1 - beta_c)[..., None, :]
     blurred = fft_convolve(y, psf2otf(k, (H, W)))
-    return alpha * y + (1 - alpha) * blurred
+    return (alpha * y + (1 - alpha) * blurred).to(dtype)
 
 
 def wiener_padded(
@@ -112,14 +116,19 @@ def wiener_padded(
 
     Reflecting ``y`` by ``margin`` pixels (default: the kernel size) moves the circular
     wrap-around away from the image, and :func:`edgetaper` smooths the seam that remains,
-    so ringing stays in the margin that is cropped off. Still one FFT solve.
+    so ringing stays in the margin that is cropped off. Still one FFT solve. ``margin`` is a
+    whole number of pixels ≥ 0 (a negative one would crop into the image itself).
     """
     y, k = check_problem(y, k)
+    if margin is not None and (isinstance(margin, bool) or not isinstance(margin, int) or margin < 0):
+        raise ValueError(f"margin must be a whole number of pixels ≥ 0 (default: the kernel size), got {margin!r}.")
+    dtype = y.dtype
+    y = y.to(fft_dtype(dtype))  # half precision: in float32, returned as it came
     h, w = k.shape[-2:]
     m = margin if margin is not None else max(h, w)
     pads = (m, m, m, m)
     y_big = edgetaper(pad(y, pads, "reflect"), k)
-    return crop(wiener(y_big, k, balance, regulariser), pads)
+    return crop(wiener(y_big, k, balance, regulariser), pads).to(dtype)
 
 
 def tikhonov_start(A: Blur, y: torch.Tensor, balance: float = 1e-2) -> torch.Tensor:

@@ -72,7 +72,7 @@ from ..classical.priors import grad, grad_adjoint
 from ..classical.wiener import tikhonov_inverse, tikhonov_start
 from ..fixed_point import SOLVERS, FixedPointError, SolverInfo, anderson
 from ..physics import Blur, crop
-from ..validation import check_channels, check_problem
+from ..validation import check_channels, check_model_dtype, check_problem
 
 FORMS = ("gradient", "proximal")
 BACKWARDS = ("jfb", "implicit-anderson", "implicit-cg", "unrolled", "neumann-K")
@@ -287,6 +287,7 @@ class DEQ(nn.Module):
         """Deblur ``y`` (B, C, H, W) given kernels ``k`` (B or 1, 1, h, w)."""
         y, k = check_problem(y, k)
         check_channels(y, self.channels, "DEQ")
+        check_model_dtype(y, self, "DEQ")
         A = Blur(k, "valid", check_inputs=False)
         mode, terms = parse_backward(self.backward)
         # no autocast: the solves stop on a relative residual of ~1e-3, float16's resolution (2⁻¹⁰)

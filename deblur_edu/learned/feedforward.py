@@ -21,7 +21,7 @@ from torch import nn
 
 from ..classical.wiener import tikhonov_start
 from ..physics import Blur, crop
-from ..validation import check_channels, check_problem
+from ..validation import check_channels, check_model_dtype, check_problem
 from .rgdn import small_cnn
 
 
@@ -48,6 +48,7 @@ class TikhonovCNN(nn.Module):
         """Deblur ``y`` (B, C, H, W) given kernels ``k`` (B or 1, 1, h, w)."""
         y, k = check_problem(y, k)
         check_channels(y, self.channels, "TikhonovCNN")
+        check_model_dtype(y, self, "TikhonovCNN")
         A = Blur(k, "valid", check_inputs=False)
         x0 = tikhonov_start(A, y, self.balance)
         return crop(x0 + self.cnn(x0), A.pads)

@@ -34,7 +34,7 @@ import torch
 
 from ..classical.tv_admm import scene_pads_fast
 from ..fixed_point import preconditioned_cg
-from ..physics import crop, pad, psf2otf, zero_pad
+from ..physics import crop, irfft2, pad, psf2otf, rfft2, zero_pad
 from ..validation import check_iterations, check_positive, check_problem, check_sigma
 
 #: ``denoiser(x, σ_k) → z``: any Gaussian denoiser (e.g. :class:`~deblur_edu.learned.denoiser.GaussianDenoiser`)
@@ -103,10 +103,10 @@ def pnp_hqs(
     K = psf2otf(k, shape)
 
     def blur(x: torch.Tensor) -> torch.Tensor:
-        return torch.fft.irfft2(K * torch.fft.rfft2(x), s=shape)
+        return irfft2(K * rfft2(x), shape, x.dtype)
 
     def blur_adjoint(r: torch.Tensor) -> torch.Tensor:
-        return torch.fft.irfft2(K.conj() * torch.fft.rfft2(r), s=shape)
+        return irfft2(K.conj() * rfft2(r), shape, r.dtype)
 
     At_y = blur_adjoint(zero_pad(y, pads))
     x = pad(y, pads, "replicate")
@@ -119,7 +119,7 @@ def pnp_hqs(
             return blur_adjoint(mask * blur(v)) + alpha * v
 
         def precondition(r: torch.Tensor, alpha: float = alpha) -> torch.Tensor:
-            return torch.fft.irfft2(torch.fft.rfft2(r) / (K.abs() ** 2 + alpha), s=shape)
+            return irfft2(rfft2(r) / (K.abs() ** 2 + alpha), shape, r.dtype)
 
         x = preconditioned_cg(normal, At_y + alpha * z, x, precondition, cg_iterations)
         z = denoiser(x, sigma_k)

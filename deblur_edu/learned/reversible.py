@@ -38,7 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..validation import check_channels, check_image
+from ..physics import rfft2
+from ..validation import check_channels, check_image, check_model_dtype
 from .unet import ResBlock, UNet
 
 
@@ -248,6 +249,7 @@ class ReversibleDecoder(nn.Module):
         """``y`` padded (replicate) to a multiple of ``2^levels``, and the frozen encoder's features."""
         y = check_image(y, "y")
         check_channels(y, self.encoder.channels, "ReversibleDecoder")
+        check_model_dtype(y, self, "ReversibleDecoder")
         H, W = y.shape[-2:]
         m = 2 ** self.encoder.levels
         padded = F.pad(y, (0, -W % m, 0, -H % m), mode="replicate")
@@ -265,6 +267,6 @@ class ReversibleDecoder(nn.Module):
 
 def multi_decoder_loss(estimates: Sequence[torch.Tensor], sharp: torch.Tensor, fft_weight: float = 0.01) -> torch.Tensor:
     """AdaRevD's loss: the mean over sub-decoders of ``‖x̂_i − x‖₁ + w·mean|FFT(x̂_i) − FFT(x)|``."""
-    target = torch.fft.rfft2(sharp)
-    terms = [F.l1_loss(x_hat, sharp) + fft_weight * (torch.fft.rfft2(x_hat) - target).abs().mean() for x_hat in estimates]
+    target = rfft2(sharp)  # in float32 for half precision (mixed precision)
+    terms = [F.l1_loss(x_hat, sharp) + fft_weight * (rfft2(x_hat) - target).abs().mean() for x_hat in estimates]
     return torch.stack(terms).mean()

@@ -46,7 +46,7 @@ from torch import nn
 
 from ..classical.wiener import tikhonov_inverse
 from ..physics import Blur, crop, pad
-from ..validation import check_channels, check_problem
+from ..validation import check_channels, check_model_dtype, check_problem
 from .unet import UNet
 
 #: the forms the learned prior R can take (see the module docstring)
@@ -195,6 +195,7 @@ class RGDN(nn.Module):
         """
         y, k = check_problem(y, k)
         check_channels(y, self.channels, "RGDN")
+        check_model_dtype(y, self, "RGDN")
         A = Blur(k, "valid", check_inputs=False)
         x = pad(y, A.pads, "replicate")
         precondition = self.preconditioner(A, x)

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..validation import check_channels, check_image
+from ..validation import check_channels, check_model_dtype, check_image
 
 
 class ResBlock(nn.Module):
@@ -101,4 +101,5 @@ class UNet(nn.Module):
         """Deblur ``y`` (B, C, H, W). ``k`` is accepted and ignored: the network is blind."""
         y = check_image(y, "y")
         check_channels(y, self.channels, "UNet")
+        check_model_dtype(y, self, "UNet")
         return y + self.residual(y)

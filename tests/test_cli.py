@@ -1,0 +1,59 @@
+"""Every command line answers a user's mistake with one line and exit status 2, before its run.
+
+bench, compare, train and the data download have their own tests (test_bench, test_compare,
+test_train, test_data); these are the chapter measurement commands and the tuner.
+"""
+
+import importlib
+
+import pytest
+
+MISTAKES = [
+    ("iterations", ["--checkpoint", "nope"], "nope.pt is missing"),
+    ("iterations", ["--max-steps", "0"], "--max-steps: must be a whole number ≥ 1"),
+    ("iterations", ["--sigmas", "nan"], "--sigmas: must be a finite noise level ≥ 0"),
+    ("backward_cost", ["--modes", "jfb", "nope"], "unknown backward mode 'nope'"),
+    ("backward_cost", ["--size", "0"], "--size: must be a whole number ≥ 1"),
+    ("backward_cost", ["--checkpoint", "nope"], "nope"),
+    ("reblur_probe", ["--deblurrer", "nope"], "nope.pt is missing"),
+    ("reblur_probe", ["--steps", "-1"], "--steps: must be a whole number ≥ 1"),
+    ("reblur_eval", ["--sigma", "nan"], "--sigma: must be a finite noise level ≥ 0"),
+    ("reblur_eval", ["--tta-sweep", "1e-3,-1", "--split", "tune"], "--tta-sweep: must be a finite number > 0"),
+    ("reblur_eval", ["--readme", "nope.md"], "nope.md does not exist"),
+    ("adarevd_eval", ["--checkpoint", "/nope/adarevd"], "/nope/adarevd"),
+    ("adarevd_eval", ["--tile", "16", "--overlap", "16"], "0 <= overlap < tile"),
+    ("reversible_cost", ["--columns", "0"], "--columns: must be a whole number ≥ 1"),
+    ("reversible_cost", ["--device", "gpu7"], "unknown device 'gpu7'"),
+    ("tune", ["--methods", "nope"], "'nope' has no weight to tune"),
+    ("tune", ["--data-dir", "/nope"], "data directory /nope"),
+]
+
+
+#: each command's first expensive step: reaching it means the mistake was not caught before the run
+RUN = {"iterations": "psnr_per_step", "backward_cost": "time_modes", "reblur_probe": "probe",
+       "reblur_eval": "judge_quality", "adarevd_eval": "per_sub_decoder", "reversible_cost": "measure",
+       "tune": "tune_method"}
+
+
+@pytest.mark.parametrize("command, argv, says", MISTAKES, ids=[f"{c}{' '.join(a)}" for c, a, _ in MISTAKES])
+def test_a_mistake_is_one_line_and_exit_2_before_the_run(command, argv, says, cli_error, monkeypatch):
+    """Each of these was a Python traceback (some only after minutes of running), or ran on."""
+    module = importlib.import_module(f"deblur_edu.{command}")
+    monkeypatch.setattr(module, RUN[command], lambda *a, **k: pytest.fail("the run started"))
+    line = cli_error(module.main, argv)
+    assert line.startswith(f"python -m deblur_edu.{command}: error:") and says in line
+
+
+def test_user_errors_turns_value_and_os_errors_into_parser_errors_only(capsys):
+    import argparse
+
+    from deblur_edu import cli
+
+    p = argparse.ArgumentParser(prog="tool")
+    with pytest.raises(SystemExit) as exit_:
+        with cli.user_errors(p):
+            raise FileNotFoundError("no such\nfile")
+    assert exit_.value.code == 2 and capsys.readouterr().err.endswith("tool: error: no such file\n")
+    with pytest.raises(KeyError):  # a bug is not a user's mistake: its traceback stays
+        with cli.user_errors(p):
+            raise KeyError("bug")
