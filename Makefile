@@ -50,18 +50,18 @@ bench: setup
 	$(PY) -m deblur_edu.bench --methods $(FOUNDATION_METHODS) --json benchmarks/foundation.json --readme README.md
 
 tune: setup
-	$(PY) -m deblur_edu.tune
+	$(PY) -m deblur_edu.bench.tune
 
 # the shipped RGDN checkpoint: train (resumable), copy into the package, measure, record
 rgdn-checkpoint: setup
 	$(PY) -m deblur_edu.train rgdn --config cpu --out runs/rgdn-cpu --resume --no-progress
-	mkdir -p deblur_edu/weights
-	cp runs/rgdn-cpu/model.pt deblur_edu/weights/rgdn-cpu.pt
-	cp runs/rgdn-cpu/model.json deblur_edu/weights/rgdn-cpu.json
+	mkdir -p deblur_edu/zoo/weights
+	cp runs/rgdn-cpu/model.pt deblur_edu/zoo/weights/rgdn-cpu.pt
+	cp runs/rgdn-cpu/model.json deblur_edu/zoo/weights/rgdn-cpu.json
 	cp runs/rgdn-cpu/log.jsonl benchmarks/rgdn-cpu-log.jsonl
 	$(PY) -m deblur_edu.bench --methods tv,rgdn --json benchmarks/rgdn.json --no-speed
-	$(PY) -m deblur_edu.checkpoints deblur_edu/weights/rgdn-cpu benchmarks/rgdn.json --method rgdn
-	$(PY) -m deblur_edu.iterations --checkpoint rgdn-cpu --max-steps 24 --json benchmarks/rgdn_steps.json
+	$(PY) -m deblur_edu.zoo.checkpoints deblur_edu/zoo/weights/rgdn-cpu benchmarks/rgdn.json --method rgdn
+	$(PY) -m deblur_edu.experiments.ch3_iterations --checkpoint rgdn-cpu --max-steps 24 --json benchmarks/rgdn_steps.json
 
 # chapter 4's checkpoints: the same DEQ trained with JFB and with implicit backprop (the two
 # runs share the CPU, one thread each, so their wall-clock curves compare), then the
@@ -80,10 +80,10 @@ deq-checkpoints: setup
 	$(MAKE) copy-runs RUNS="$(DEQ_RUNS)"
 	$(PY) -m deblur_edu.bench --methods tv,feedforward,deq-jfb,deq-implicit --json benchmarks/deq.json --no-speed \
 	  --readme README.md --readme-block deq
-	$(PY) -m deblur_edu.checkpoints deblur_edu/weights/deq-jfb-cpu benchmarks/deq.json --method deq-jfb
-	$(PY) -m deblur_edu.checkpoints deblur_edu/weights/deq-implicit-cpu benchmarks/deq.json --method deq-implicit
-	$(PY) -m deblur_edu.checkpoints deblur_edu/weights/feedforward-cpu benchmarks/deq.json --method feedforward
-	$(PY) -m deblur_edu.backward_cost --checkpoint deq-jfb-cpu --json benchmarks/deq_cost.json
+	$(PY) -m deblur_edu.zoo.checkpoints deblur_edu/zoo/weights/deq-jfb-cpu benchmarks/deq.json --method deq-jfb
+	$(PY) -m deblur_edu.zoo.checkpoints deblur_edu/zoo/weights/deq-implicit-cpu benchmarks/deq.json --method deq-implicit
+	$(PY) -m deblur_edu.zoo.checkpoints deblur_edu/zoo/weights/feedforward-cpu benchmarks/deq.json --method feedforward
+	$(PY) -m deblur_edu.experiments.ch4_backward_cost --checkpoint deq-jfb-cpu --json benchmarks/deq_cost.json
 
 # chapter 5, in three stages (each needs the weights of the one before): the L1 U-Net (with
 # snapshots) and the independent judge (other seed, other data), side by side on one CPU thread
@@ -101,14 +101,14 @@ reblur-checkpoints: setup
 	wait
 	$(MAKE) copy-runs RUNS="reblur-cpu:reblur-cpu reblur-l1-ft:reblur-l1-ft-cpu"
 	$(PY) -m deblur_edu.bench --methods tv,reblur-l1,reblur-l1-ft,reblur --json benchmarks/reblur_bench.json --no-speed
-	$(PY) -m deblur_edu.checkpoints deblur_edu/weights/reblur-l1-cpu benchmarks/reblur_bench.json --method reblur-l1
-	$(PY) -m deblur_edu.checkpoints deblur_edu/weights/reblur-l1-ft-cpu benchmarks/reblur_bench.json --method reblur-l1-ft
-	$(PY) -m deblur_edu.checkpoints deblur_edu/weights/reblur-cpu benchmarks/reblur_bench.json --method reblur
-	$(PY) -m deblur_edu.reblur_eval --split tune --tta-sweep 1e-5,3e-5,1e-4,3e-4 --json benchmarks/reblur_tta_tune.json
-	@echo "REBLUR_TTA in deblur_edu/methods.py must carry the chosen lr (tests/test_shipped_reblur.py checks it)"
-	$(PY) -m deblur_edu.reblur_eval --snapshots runs/reblur-cpu-l1 --json benchmarks/reblur.json --readme README.md --record \
+	$(PY) -m deblur_edu.zoo.checkpoints deblur_edu/zoo/weights/reblur-l1-cpu benchmarks/reblur_bench.json --method reblur-l1
+	$(PY) -m deblur_edu.zoo.checkpoints deblur_edu/zoo/weights/reblur-l1-ft-cpu benchmarks/reblur_bench.json --method reblur-l1-ft
+	$(PY) -m deblur_edu.zoo.checkpoints deblur_edu/zoo/weights/reblur-cpu benchmarks/reblur_bench.json --method reblur
+	$(PY) -m deblur_edu.experiments.ch5_reblur_eval --split tune --tta-sweep 1e-5,3e-5,1e-4,3e-4 --json benchmarks/reblur_tta_tune.json
+	@echo "REBLUR_TTA in deblur_edu/bench/methods.py must carry the chosen lr (tests/test_shipped_reblur.py checks it)"
+	$(PY) -m deblur_edu.experiments.ch5_reblur_eval --snapshots runs/reblur-cpu-l1 --json benchmarks/reblur.json --readme README.md --record \
 	  --tta-lr $$($(PY) -c "import json; print(json.load(open('benchmarks/reblur_tta_tune.json'))['chosen_lr'])")
-	$(PY) -m deblur_edu.reblur_probe --steps 600 --json benchmarks/reblur_probe.json --record
+	$(PY) -m deblur_edu.experiments.ch5_reblur_probe --steps 600 --json benchmarks/reblur_probe.json --record
 
 # the learned Gaussian denoiser and plug-and-play (chapter 2's last section): train on the photographs,
 # copy, measure it as a denoiser, choose pnp's schedule and then its λ per σ on the tune split, benchmark
@@ -116,38 +116,38 @@ reblur-checkpoints: setup
 denoiser-checkpoint: setup
 	$(PY) -m deblur_edu.train denoiser --config cpu --out runs/denoiser-cpu --resume --no-progress
 	$(MAKE) copy-runs RUNS="denoiser-cpu:denoiser-cpu"
-	$(PY) -m deblur_edu.experiments.denoising --json benchmarks/denoiser.json
-	$(PY) -m deblur_edu.experiments.pnp_schedule --json benchmarks/pnp_schedule.json
-	@echo "PNP in deblur_edu/methods.py must carry the chosen schedule (tests/test_shipped_denoiser.py checks it)"
-	$(PY) -m deblur_edu.tune --methods pnp
+	$(PY) -m deblur_edu.experiments.ch2_denoising --json benchmarks/denoiser.json
+	$(PY) -m deblur_edu.experiments.ch2_pnp_schedule --json benchmarks/pnp_schedule.json
+	@echo "PNP in deblur_edu/bench/methods.py must carry the chosen schedule (tests/test_shipped_denoiser.py checks it)"
+	$(PY) -m deblur_edu.bench.tune --methods pnp
 	$(PY) -m deblur_edu.bench --methods tv,hyper-laplacian,pnp --boundaries valid circular --json benchmarks/pnp.json \
 	  --no-speed --readme README.md --readme-block pnp
 	$(PY) -m deblur_edu.bench --methods tv,hyper-laplacian,pnp --split extra --json benchmarks/pnp_extra.json --no-speed
-	$(PY) -m deblur_edu.checkpoints deblur_edu/weights/denoiser-cpu benchmarks/pnp.json --method pnp
+	$(PY) -m deblur_edu.zoo.checkpoints deblur_edu/zoo/weights/denoiser-cpu benchmarks/pnp.json --method pnp
 	$(PY) -m deblur_edu.experiments.synthesis_speed --json benchmarks/synthesis_speed.json
 
 # copy finished runs (RUNS: run:name pairs) to the shipped weights and their logs to benchmarks/
 copy-runs:
-	mkdir -p deblur_edu/weights
+	mkdir -p deblur_edu/zoo/weights
 	for pair in $(RUNS); do run=$${pair%%:*}; name=$${pair##*:}; \
-	  cp runs/$$run/model.pt deblur_edu/weights/$$name.pt; cp runs/$$run/model.json deblur_edu/weights/$$name.json; \
+	  cp runs/$$run/model.pt deblur_edu/zoo/weights/$$name.pt; cp runs/$$run/model.json deblur_edu/zoo/weights/$$name.json; \
 	  cp runs/$$run/log.jsonl benchmarks/$$name-log.jsonl; done
 
 # chapter 6: four reversible sub-decoders + a degradation classifier on the frozen encoder of
-# chapter 5's L1 U-Net (needs deblur_edu/weights/reblur-l1-cpu); copy, then measure peak training
+# chapter 5's L1 U-Net (needs deblur_edu/zoo/weights/reblur-l1-cpu); copy, then measure peak training
 # memory, PSNR per sub-decoder and patch exiting (decoder timings on one thread), and record them
 adarevd-checkpoint: setup
 	$(PY) -m deblur_edu.train adarevd --config cpu --resume --no-progress
-	cp runs/adarevd-cpu/model.pt deblur_edu/weights/adarevd-cpu.pt
-	cp runs/adarevd-cpu/model.json deblur_edu/weights/adarevd-cpu.json
+	cp runs/adarevd-cpu/model.pt deblur_edu/zoo/weights/adarevd-cpu.pt
+	cp runs/adarevd-cpu/model.json deblur_edu/zoo/weights/adarevd-cpu.json
 	cp runs/adarevd-cpu/log.jsonl benchmarks/adarevd-cpu-log.jsonl
-	$(PY) -m deblur_edu.reversible_cost --json benchmarks/reversible_cost.json
-	$(PY) -m deblur_edu.adarevd_eval --threads 1 --json benchmarks/adarevd.json --readme README.md \
+	$(PY) -m deblur_edu.experiments.ch6_reversible_cost --json benchmarks/reversible_cost.json
+	$(PY) -m deblur_edu.experiments.ch6_adarevd_eval --threads 1 --json benchmarks/adarevd.json --readme README.md \
 	  --memory benchmarks/reversible_cost.json --record
 
 # chapter 7 and the README: every method on the benchmark, one table (from the shipped checkpoints)
 compare: setup
-	$(PY) -m deblur_edu.compare --json benchmarks/comparison.json --readme README.md --figure benchmarks/comparison.png
+	$(PY) -m deblur_edu.bench.compare --json benchmarks/comparison.json --readme README.md --figure benchmarks/comparison.png
 
 test: setup
 	$(PY) -m pytest

@@ -1,4 +1,6 @@
-"""Images and data: offline samples, dead leaves, the on-the-fly blur dataset, the data directory.
+"""Images and where they come from: the data directory and its downloads, offline samples, Set12,
+Levin et al.'s kernels, training photographs, dead leaves. (Training batches are made from them in
+:mod:`deblur_edu.synthesis`.)
 
 Data directory lookup order (:func:`data_dir`): an explicit argument → the environment
 variable ``DEBLUR_EDU_DATA`` → the user cache directory (``$XDG_CACHE_HOME/deblur_edu`` or
@@ -33,9 +35,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .kernels import camera_shake
-from .physics import Blur, add_noise, crop
-from .validation import check_image
+from .checks import check_image
+from .kernels import normalise
 
 ENV_VAR = "DEBLUR_EDU_DATA"
 #: Commit of the public KAIR repository (Kai Zhang) whose files we download.
@@ -313,84 +314,34 @@ def dead_leaves(
     return img.float()[None, None]
 
 
-def valid_blur_pair(
-    scene: torch.Tensor, k: torch.Tensor, sigma: float, generator: torch.Generator | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Blur a scene with the ``valid`` model: returns (y, x) with x the scene's centre.
+# ----- the benchmark's kernels -----------------------------------------------------
+def levin09(data_dir: str | Path | None = None, dtype=torch.float32) -> list[torch.Tensor]:
+    """The 8 motion-blur kernels of Levin, Weiss, Durand & Freeman, CVPR 2009.
 
-    ``y = valid(k ⊛ scene) + n`` has the shape of ``x = crop(scene)``: the pixels of the
-    scene outside ``x`` were blurred into ``y`` but are never seen sharp.
+    Reads ``levin09/levin09_kernels.npz`` (arrays ``k1``…``k8``) or, failing that, the
+    original ``levin09/Levin09.mat`` (MATLAB v7.3 = HDF5, read with h5py and transposed
+    back to MATLAB orientation) from the data directory (see :func:`data_dir`).
+    Sizes 19, 17, 15, 27, 13, 21, 23, 23; each renormalised to sum to 1.
+
+    These are the *test* kernels of the standard benchmark: never train on them.
     """
-    A = Blur(k, "valid")
-    y = add_noise(A(scene), sigma, generator)
-    return y, crop(scene, A.pads)
+    try:
+        path = fetch("levin09/levin09_kernels.npz", data_dir)
+        arrays = np.load(path)
+        kernels = [arrays[f"k{i}"] for i in range(1, 9)]
+    except FileNotFoundError:
+        kernels = read_levin09_mat(fetch("levin09/Levin09.mat", data_dir))
+    return [normalise(torch.from_numpy(np.ascontiguousarray(k)).to(torch.float64)).to(dtype) for k in kernels]
 
 
-class BlurDataset(torch.utils.data.Dataset):
-    """On-the-fly blur pairs: sharp crop, random camera-shake kernel, random σ.
+def read_levin09_mat(path: str | Path) -> list[np.ndarray]:
+    """Read the 8 kernels from Levin09.mat (HDF5 cell array ``kernels``), MATLAB orientation."""
+    import h5py
 
-    Sample ``i`` is a pure function of ``(seed, i)``: its own ``torch.Generator`` picks a
-    source (dead leaves, or a random crop of one of the offline sample images), a
-    camera-shake kernel and a noise level ``σ ~ U[sigma_min, sigma_max]``; the blurred
-    image is made with the physically right ``valid`` model, optionally quantised to
-    8 bits like a real camera. Nothing here touches the benchmark's test images or kernels.
+    with h5py.File(path, "r") as f:
+        refs = f["kernels"]
+        return [np.array(f[refs[i, 0]]).T for i in range(refs.shape[0])]
 
-    Returns a dict: ``blurred`` (1, P, P), ``sharp`` (1, P, P), ``kernel`` (1, K, K),
-    ``sigma`` (scalar tensor).
-
-    Example:
-        >>> ds = BlurDataset(length=8, patch=64, kernel_size=15)
-        >>> sorted(ds[0])
-        ['blurred', 'kernel', 'sharp', 'sigma']
-    """
-
-    def __init__(
-        self,
-        length: int = 1000,
-        patch: int = 128,
-        kernel_size: int = 25,
-        sigma_range: tuple[float, float] = (0.0, 0.04),
-        dead_leaves_fraction: float = 0.5,
-        images: list[torch.Tensor] | None = None,
-        quantise: bool = True,
-        seed: int = 0,
-    ):
-        self.length = length
-        self.patch = patch
-        self.kernel_size = kernel_size
-        self.sigma_range = sigma_range
-        self.dead_leaves_fraction = dead_leaves_fraction
-        self.images = images if images is not None else [sample_image(n) for n in SAMPLE_NAMES]
-        for i, img in enumerate(self.images):
-            check_image(img, f"images[{i}]")
-        self.quantise = quantise
-        self.seed = seed
-
-    def __len__(self) -> int:
-        return self.length
-
-    def _scene(self, g: torch.Generator) -> torch.Tensor:
-        side = self.patch + self.kernel_size - 1
-        if float(torch.rand(1, generator=g)) < self.dead_leaves_fraction:
-            return dead_leaves(side, g, n_disks=max(500, side * 8))
-        img = self.images[int(torch.randint(len(self.images), (1,), generator=g))]
-        H, W = img.shape[-2:]
-        top = int(torch.randint(H - side + 1, (1,), generator=g))
-        left = int(torch.randint(W - side + 1, (1,), generator=g))
-        return img[..., top : top + side, left : left + side].mean(1, keepdim=True)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        if not 0 <= i < self.length:
-            raise IndexError(i)
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
-        scene = self._scene(g)
-        k = camera_shake(self.kernel_size, g)
-        lo, hi = self.sigma_range
-        sigma = lo + (hi - lo) * float(torch.rand(1, generator=g))
-        y, x = valid_blur_pair(scene, k, sigma, g)
-        if self.quantise:
-            y = torch.round(y.clamp(0, 1) * 255) / 255
-        return {"blurred": y[0], "sharp": x[0], "kernel": k[0], "sigma": torch.tensor(sigma)}
 
 
 # ----- training photographs ------------------------------------------------------------

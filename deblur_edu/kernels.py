@@ -1,4 +1,4 @@
-"""Blur kernels (point-spread functions): defocus, motion, camera shake, Levin et al. 2009.
+"""Blur kernels (point-spread functions): defocus, motion, camera shake (single and batched).
 
 Every function returns a float tensor of shape ``(1, 1, h, w)`` that is non-negative and
 sums to 1, ready for :class:`deblur_edu.physics.Blur`. Random kernels take an explicit
@@ -8,15 +8,14 @@ sums to 1, ready for :class:`deblur_edu.physics.Blur`. Random kernels take an ex
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
-import numpy as np
 import torch
 
-from .validation import check_positive
+from .checks import check_positive
 
 
-def _normalise(k: torch.Tensor) -> torch.Tensor:
+def normalise(k: torch.Tensor) -> torch.Tensor:
+    """``k / Σk`` as a (1, 1, h, w) kernel."""
     return (k / k.sum()).reshape(1, 1, *k.shape[-2:])
 
 
@@ -37,7 +36,7 @@ def gaussian(size: int, std: float, dtype=torch.float32) -> torch.Tensor:
     """
     check_positive(std, "std")
     u, v = _grid(size, torch.float64)
-    return _normalise(torch.exp(-(u**2 + v**2) / (2 * std**2))).to(dtype)
+    return normalise(torch.exp(-(u**2 + v**2) / (2 * std**2))).to(dtype)
 
 
 def disk(radius: float, size: int | None = None, dtype=torch.float32) -> torch.Tensor:
@@ -58,7 +57,7 @@ def disk(radius: float, size: int | None = None, dtype=torch.float32) -> torch.T
     uu = u[..., None, None] + offsets[:, None]
     vv = v[..., None, None] + offsets[None, :]
     coverage = ((uu**2 + vv**2) <= radius**2).double().mean(dim=(-2, -1))
-    return _normalise(coverage).to(dtype)
+    return normalise(coverage).to(dtype)
 
 
 def _rasterise(points: torch.Tensor, size: int) -> torch.Tensor:
@@ -106,7 +105,7 @@ def motion(length: float, angle: float, size: int | None = None, dtype=torch.flo
     t = torch.linspace(-0.5, 0.5, max(int(length * 8), 2), dtype=torch.float64) * length
     a = math.radians(angle)
     points = torch.stack([-t * math.sin(a), t * math.cos(a)], dim=1)
-    return _normalise(_rasterise(points, size)).to(dtype)
+    return normalise(_rasterise(points, size)).to(dtype)
 
 
 def camera_shake(
@@ -145,7 +144,7 @@ def camera_shake(
     if extent is None:
         extent = float(0.3 + 0.6 * torch.rand(1, generator=generator, dtype=torch.float64)) * (size - 2)
     points = shake_trajectory(path[None], torch.tensor([extent], dtype=torch.float64))[0]
-    return _normalise(_rasterise(points, size)).to(dtype)
+    return normalise(_rasterise(points, size)).to(dtype)
 
 
 def shake_trajectory(path: torch.Tensor, extent: torch.Tensor, oversample: int = 16) -> torch.Tensor:
@@ -195,36 +194,6 @@ def camera_shakes(
     extent = (lo + (hi - lo) * torch.rand(n, **opts)) * (size - 2)
     k = rasterise_batch(shake_trajectory(path, extent), size)
     return (k / k.sum(dim=(-2, -1), keepdim=True)).to(dtype)[:, None]
-
-
-def levin09(data_dir: str | Path | None = None, dtype=torch.float32) -> list[torch.Tensor]:
-    """The 8 motion-blur kernels of Levin, Weiss, Durand & Freeman, CVPR 2009.
-
-    Reads ``levin09/levin09_kernels.npz`` (arrays ``k1``…``k8``) or, failing that, the
-    original ``levin09/Levin09.mat`` (MATLAB v7.3 = HDF5, read with h5py and transposed
-    back to MATLAB orientation) from the data directory (see :func:`deblur_edu.data.data_dir`).
-    Sizes 19, 17, 15, 27, 13, 21, 23, 23; each renormalised to sum to 1.
-
-    These are the *test* kernels of the standard benchmark: never train on them.
-    """
-    from .data import fetch
-
-    try:
-        path = fetch("levin09/levin09_kernels.npz", data_dir)
-        arrays = np.load(path)
-        kernels = [arrays[f"k{i}"] for i in range(1, 9)]
-    except FileNotFoundError:
-        kernels = read_levin09_mat(fetch("levin09/Levin09.mat", data_dir))
-    return [_normalise(torch.from_numpy(np.ascontiguousarray(k)).to(torch.float64)).to(dtype) for k in kernels]
-
-
-def read_levin09_mat(path: str | Path) -> list[np.ndarray]:
-    """Read the 8 kernels from Levin09.mat (HDF5 cell array ``kernels``), MATLAB orientation."""
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        refs = f["kernels"]
-        return [np.array(f[refs[i, 0]]).T for i in range(refs.shape[0])]
 
 
 def pad_to(k: torch.Tensor, size: int) -> torch.Tensor:

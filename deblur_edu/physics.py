@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import torch
 
-from .validation import (
+from .checks import (
     check_batch_match,
     check_image,
     check_kernel,

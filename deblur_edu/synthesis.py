@@ -28,8 +28,10 @@ import math
 
 import torch
 
-from .kernels import camera_shakes
-from .physics import Blur, crop
+from .checks import check_image
+from .data import SAMPLE_NAMES, dead_leaves, load_photos, photo_files, sample_image, sha256
+from .kernels import camera_shake, camera_shakes
+from .physics import Blur, add_noise, crop
 
 
 def step_generator(seed: int, step: int, device: torch.device | str = "cpu") -> torch.Generator:
@@ -278,6 +280,88 @@ class DenoisingSynthesis(BlurSynthesis):
         return {"noisy": x + sigma[:, None, None, None] * noise, "sharp": x, "sigma": sigma}
 
 
+# ----- per-sample training data (the chapters' earlier recipe) -----------------------
+def valid_blur_pair(
+    scene: torch.Tensor, k: torch.Tensor, sigma: float, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Blur a scene with the ``valid`` model: returns (y, x) with x the scene's centre.
+
+    ``y = valid(k ⊛ scene) + n`` has the shape of ``x = crop(scene)``: the pixels of the
+    scene outside ``x`` were blurred into ``y`` but are never seen sharp.
+    """
+    A = Blur(k, "valid")
+    y = add_noise(A(scene), sigma, generator)
+    return y, crop(scene, A.pads)
+
+
+class BlurDataset(torch.utils.data.Dataset):
+    """On-the-fly blur pairs: sharp crop, random camera-shake kernel, random σ.
+
+    Sample ``i`` is a pure function of ``(seed, i)``: its own ``torch.Generator`` picks a
+    source (dead leaves, or a random crop of one of the offline sample images), a
+    camera-shake kernel and a noise level ``σ ~ U[sigma_min, sigma_max]``; the blurred
+    image is made with the physically right ``valid`` model, optionally quantised to
+    8 bits like a real camera. Nothing here touches the benchmark's test images or kernels.
+
+    Returns a dict: ``blurred`` (1, P, P), ``sharp`` (1, P, P), ``kernel`` (1, K, K),
+    ``sigma`` (scalar tensor).
+
+    Example:
+        >>> ds = BlurDataset(length=8, patch=64, kernel_size=15)
+        >>> sorted(ds[0])
+        ['blurred', 'kernel', 'sharp', 'sigma']
+    """
+
+    def __init__(
+        self,
+        length: int = 1000,
+        patch: int = 128,
+        kernel_size: int = 25,
+        sigma_range: tuple[float, float] = (0.0, 0.04),
+        dead_leaves_fraction: float = 0.5,
+        images: list[torch.Tensor] | None = None,
+        quantise: bool = True,
+        seed: int = 0,
+    ):
+        self.length = length
+        self.patch = patch
+        self.kernel_size = kernel_size
+        self.sigma_range = sigma_range
+        self.dead_leaves_fraction = dead_leaves_fraction
+        self.images = images if images is not None else [sample_image(n) for n in SAMPLE_NAMES]
+        for i, img in enumerate(self.images):
+            check_image(img, f"images[{i}]")
+        self.quantise = quantise
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _scene(self, g: torch.Generator) -> torch.Tensor:
+        side = self.patch + self.kernel_size - 1
+        if float(torch.rand(1, generator=g)) < self.dead_leaves_fraction:
+            return dead_leaves(side, g, n_disks=max(500, side * 8))
+        img = self.images[int(torch.randint(len(self.images), (1,), generator=g))]
+        H, W = img.shape[-2:]
+        top = int(torch.randint(H - side + 1, (1,), generator=g))
+        left = int(torch.randint(W - side + 1, (1,), generator=g))
+        return img[..., top : top + side, left : left + side].mean(1, keepdim=True)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        if not 0 <= i < self.length:
+            raise IndexError(i)
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
+        scene = self._scene(g)
+        k = camera_shake(self.kernel_size, g)
+        lo, hi = self.sigma_range
+        sigma = lo + (hi - lo) * float(torch.rand(1, generator=g))
+        y, x = valid_blur_pair(scene, k, sigma, g)
+        if self.quantise:
+            y = torch.round(y.clamp(0, 1) * 255) / 255
+        return {"blurred": y[0], "sharp": x[0], "kernel": k[0], "sigma": torch.tensor(sigma)}
+
+
+
 # ----- from a training config --------------------------------------------------------------
 TASKS = ("deblur", "denoise")
 #: the dead-leaves bank a config's ``dead_leaves_fraction`` draws from: 16 images of 256²
@@ -292,8 +376,6 @@ def from_config(data: dict, device: torch.device | str = "cpu") -> BlurSynthesis
     ``kernel_size``, ``extent_range`` and ``quantise``. The dead-leaves bank is rendered
     once, seeded by ``seed``.
     """
-    from .data import load_photos
-
     data = dict(data)
     task = data.pop("task", None)
     if task not in TASKS:
@@ -315,8 +397,6 @@ def from_config(data: dict, device: torch.device | str = "cpu") -> BlurSynthesis
 def describe(data: dict) -> str:
     """The data recipe of a config, for a checkpoint's metadata: what was drawn, from which
     photographs (names and one sha256 over their files)."""
-    from .data import photo_files, sha256
-
     files = photo_files(data.get("photos"))
     digest = hashlib.sha256("".join(f"{f.name}:{sha256(f)}\n" for f in files).encode()).hexdigest()
     what = ("camera-shake kernels, valid blur, noise sigma ~ U(sigma_range), 8-bit quantised"

@@ -4,10 +4,11 @@
     torchrun --nproc_per_node=N -m deblur_edu.train MODEL --config ...   # data-parallel
 
 ``PRESET`` names ``deblur_edu/configs/MODEL-PRESET.yaml`` (e.g. ``rgdn --config cpu``).
-A config has three sections: ``model`` (passed to the model's constructor), ``data``
-(passed to :class:`deblur_edu.data.BlurDataset`: on-the-fly dead leaves + offline sample
-images, random camera-shake kernels, random σ — never the benchmark's images or kernels),
-and ``train``.
+A config has three sections: ``model`` (the constructor's arguments of the model registered
+under MODEL in :mod:`deblur_edu.zoo.registry`, plus the names of shipped checkpoints it starts
+from), ``data`` (with a ``task``: batches made on the training device from the photographs by
+:mod:`deblur_edu.synthesis`; without one, the earlier per-sample recipe,
+:class:`deblur_edu.synthesis.BlurDataset` — never the benchmark's images or kernels), and ``train``.
 
 What the loop does: seeds everything; AdamW with a cosine learning-rate schedule;
 gradient-norm clipping; mixed precision (float16 autocast + gradient scaling) on CUDA;
@@ -18,7 +19,7 @@ from which ``--resume`` continues *exactly* (the data order is a pure function o
 seed and the step; ``--stop-after N`` or ``--time-budget MINUTES`` end an invocation early,
 so a long run fits into sessions or a lent GPU's command limit); with ``train.snapshot_every``, the weights alone as
 ``snapshots/step-NNNNNN.pt`` (the model at different training stages); and at the end
-``model.pt`` + ``model.json`` (see :mod:`deblur_edu.checkpoints`).
+``model.pt`` + ``model.json`` (see :mod:`deblur_edu.zoo.checkpoints`).
 
 Under ``torchrun`` it uses DistributedDataParallel (gloo on CPU, NCCL on GPU): each
 process draws a different shard of every batch from a ``DistributedSampler``, gradients
@@ -43,104 +44,14 @@ import yaml
 from torch import nn
 
 from . import synthesis
-from .checkpoints import git_commit, save_model
-from .data import BlurDataset
-from .runtime import pick_device, seed_everything
+from .metrics import psnr
+from .runtime import git_commit, pick_device, seed_everything
+from .synthesis import BlurDataset
+from .zoo.checkpoints import save_model
+from .zoo.shipped import warm_start
+from .zoo.registry import MODELS, deblurred, spec
 
 CONFIG_DIR = Path(__file__).with_name("configs")
-
-
-# ----- models the loop knows ------------------------------------------------------------
-def recursive_supervision_loss(model: nn.Module, batch: dict) -> torch.Tensor:
-    """Mean over steps t of MSE(x_t, x): every step's output is supervised (RGDN)."""
-    outputs = model(batch["blurred"], batch["kernel"], return_all=True)
-    return torch.stack([torch.mean((o - batch["sharp"]) ** 2) for o in outputs]).mean()
-
-
-def output_loss(model: nn.Module, batch: dict) -> torch.Tensor:
-    """MSE of the model's output (a DEQ has one output: its equilibrium)."""
-    return torch.mean((model(batch["blurred"], batch["kernel"]) - batch["sharp"]) ** 2)
-
-
-def deblurred(model: nn.Module, batch: dict) -> torch.Tensor:
-    """The estimate a deblurring model makes of a batch: ``model(y, k)``."""
-    return model(batch["blurred"], batch["kernel"])
-
-
-def denoised(model: nn.Module, batch: dict) -> torch.Tensor:
-    """The estimate a denoiser makes of a batch: ``model(noisy, σ)``."""
-    return model(batch["noisy"], batch["sigma"])
-
-
-def denoising_loss(model: nn.Module, batch: dict) -> torch.Tensor:
-    """Mean absolute error of each denoised image relative to its noise level σ, averaged.
-
-    L1 (DRUNet's loss; it trains restoration networks faster than MSE, Zhao et al., IEEE TCI
-    2017), divided by σ so that every noise level weighs alike: an error of 0.001 matters at
-    σ = 0.01 as an error of 0.01 does at σ = 0.1 — what plug-and-play's geometric schedule needs.
-    """
-    error = (denoised(model, batch) - batch["sharp"]).abs().mean(dim=(1, 2, 3))
-    return torch.mean(error / batch["sigma"])
-
-
-@dataclass
-class ModelSpec:
-    build: Callable[[dict], nn.Module]
-    loss: Callable[[nn.Module, dict], torch.Tensor]
-    estimate: Callable[[nn.Module, dict], torch.Tensor] = deblurred  # what validation scores
-
-
-def _build_rgdn(cfg: dict) -> nn.Module:
-    from .learned import RGDN
-
-    return RGDN(**cfg)
-
-
-def _build_deq(cfg: dict) -> nn.Module:
-    from .learned import DEQ
-
-    return DEQ(**cfg)
-
-
-def _build_feedforward(cfg: dict) -> nn.Module:
-    from .learned import TikhonovCNN
-
-    return TikhonovCNN(**cfg)
-
-
-def _build_reblur(cfg: dict) -> nn.Module:
-    from .learned import ReblurDeblurrer
-
-    return ReblurDeblurrer(**cfg)
-
-
-def _build_adarevd(cfg: dict) -> nn.Module:
-    from .learned import AdaRevD
-
-    return AdaRevD(**cfg)
-
-
-def _build_denoiser(cfg: dict) -> nn.Module:
-    from .learned.denoiser import GaussianDenoiser
-
-    return GaussianDenoiser(**cfg)
-
-
-def self_computed_loss(model: nn.Module, batch: dict) -> torch.Tensor:
-    """The loss the model's forward computes when given the sharp images (chapter 5's L1 +
-    reblurring losses, chapter 6's multi-decoder loss): a model whose loss needs more than
-    ``model(y, k)`` computes it itself, as DistributedDataParallel requires."""
-    return model(batch["blurred"], batch["kernel"], sharp=batch["sharp"])
-
-
-MODELS: dict[str, ModelSpec] = {
-    "rgdn": ModelSpec(_build_rgdn, recursive_supervision_loss),
-    "deq": ModelSpec(_build_deq, output_loss),
-    "feedforward": ModelSpec(_build_feedforward, output_loss),
-    "reblur": ModelSpec(_build_reblur, self_computed_loss),
-    "adarevd": ModelSpec(_build_adarevd, self_computed_loss),
-    "denoiser": ModelSpec(_build_denoiser, denoising_loss, denoised),
-}
 
 
 # ----- validation -------------------------------------------------------------------------
@@ -163,8 +74,6 @@ def validation_batch(data_cfg: dict, size: int, device: torch.device) -> dict:
 def validation_psnr(model: nn.Module, batch: dict, estimate: Callable[[nn.Module, dict], torch.Tensor] = deblurred
                     ) -> float:
     """Mean PSNR (dB) of the model's estimate (the last step for unrolled models) on ``batch``."""
-    from .metrics import psnr
-
     was_training = model.training
     model.eval()
     out = estimate(model, batch)
@@ -319,9 +228,7 @@ def train(model_name: str, cfg: dict, out: str | Path, resume: bool = False, dev
     check_train_config(cfg)
     from tqdm.auto import tqdm
 
-    if model_name not in MODELS:
-        raise ValueError(f"unknown model {model_name!r}; choose from {sorted(MODELS)}.")
-    spec, tc = MODELS[model_name], cfg["train"]
+    entry, tc = spec(model_name), cfg["train"]
     dev = pick_device(device)
     rank, world = init_distributed(dev)
     if dev.type == "cuda" and world > 1:
@@ -333,7 +240,9 @@ def train(model_name: str, cfg: dict, out: str | Path, resume: bool = False, dev
     if world > 1:
         dist.barrier()  # the other ranks start once rank 0 has checked (and maybe cleaned) the folder
     seed_everything(tc["seed"])
-    model = spec.build(cfg["model"]).to(dev)
+    model = entry.build(cfg["model"])
+    warm_start(model_name, model, cfg["model"])  # parts named in the config (e.g. deblurrer_from); resume overwrites them
+    model = model.to(dev)
     ddp = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     opt = torch.optim.AdamW(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=tc["steps"])
@@ -363,7 +272,7 @@ def train(model_name: str, cfg: dict, out: str | Path, resume: bool = False, dev
     if step < last_step:
         for batch in batches:
             with torch.autocast(dev.type, dtype=torch.float16, enabled=amp):
-                loss = spec.loss(ddp, batch)
+                loss = entry.loss(ddp, batch)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(opt)
@@ -381,7 +290,7 @@ def train(model_name: str, cfg: dict, out: str | Path, resume: bool = False, dev
                           "lr": sched.get_last_lr()[0], "seconds": time.time() - started}
                 if validate:
                     t0 = time.time()
-                    record["val_psnr"] = validation_psnr(model, val_batch, spec.estimate)
+                    record["val_psnr"] = validation_psnr(model, val_batch, entry.estimate)
                     val_seconds += time.time() - t0
                 record["train_seconds"] = record["seconds"] - val_seconds  # wall time without validation
                 with open(out / "log.jsonl", "a") as f:

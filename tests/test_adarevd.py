@@ -5,16 +5,15 @@ import json
 import pytest
 import torch
 
-from deblur_edu import adarevd_eval
-from deblur_edu.checkpoints import save_model
+from deblur_edu.experiments import ch6_adarevd_eval as adarevd_eval
+from deblur_edu.zoo.checkpoints import save_model
 from deblur_edu.learned import AdaRevD
-from deblur_edu.learned.adarevd import chapter5_encoder
 from deblur_edu.learned.patch_exit import adaptive_deblur, exit_after
 
 
 def tiny(columns=2, seed=0):
     torch.manual_seed(seed)
-    model = AdaRevD(None, width=4, levels=2, columns=columns, classifier_hidden=8)
+    model = AdaRevD(width=4, levels=2, columns=columns, classifier_hidden=8)
     for column in model.decoder.columns:  # trained heads are not 0: make the sub-decoders differ
         column.head.weight.data.normal_(0, 0.05)
     return model.eval()
@@ -42,21 +41,27 @@ def test_calling_it_deblurs_with_every_sub_decoder():
         assert len(model.estimates(y, n=2)) == 2
 
 
-def test_the_encoder_is_chapter_5s_and_freezing_it_leaves_the_shipped_model_alone():
-    from deblur_edu.methods import load_shipped
+def test_the_encoder_is_chapter_5s_frozen_and_the_shipped_model_is_left_alone():
+    """The config's ``encoder: reblur-l1-cpu`` copies that checkpoint's deblurrer in when training
+    starts (:func:`warm_start`); the copy is frozen, the shipped model is not touched."""
+    from deblur_edu.zoo import pretrained
+    from deblur_edu.zoo.shipped import warm_start
 
-    unet = chapter5_encoder("reblur-l1-cpu", width=16, levels=3, blocks=1)
-    shipped = load_shipped("reblur-l1-cpu", "reblur").deblurrer
+    model = AdaRevD(width=16, levels=3, columns=1)
+    assert warm_start("adarevd", model, {"encoder": "reblur-l1-cpu"}) == ["decoder.encoder from reblur-l1-cpu"]
+    shipped = pretrained("reblur-l1-cpu").deblurrer
+    unet = model.decoder.encoder
     assert unet is not shipped and torch.equal(unet.stem.weight, shipped.stem.weight)
-    AdaRevD("reblur-l1-cpu", width=16, levels=3, columns=1)
-    assert shipped.stem.weight.requires_grad
+    assert not unet.stem.weight.requires_grad and shipped.stem.weight.requires_grad
 
 
 def test_an_encoder_of_another_size_is_a_clear_error():
+    from deblur_edu.zoo.shipped import warm_start
+
     with pytest.raises(ValueError, match="does not fit"):
-        chapter5_encoder("reblur-l1-cpu", width=8, levels=3, blocks=1)
+        warm_start("adarevd", AdaRevD(width=8, levels=3, columns=1), {"encoder": "reblur-l1-cpu"})
     with pytest.raises(ValueError, match="grey-scale"):
-        AdaRevD(None, width=4, levels=2, channels=3)
+        AdaRevD(width=4, levels=2, channels=3)
 
 
 def test_the_training_loop_trains_it_and_the_checkpoint_loads(tmp_path):

@@ -2,7 +2,7 @@
 
 import torch
 
-from deblur_edu.backward_cost import allocator_peak_bytes, memory_modes, problem, saved_tensor_bytes
+from deblur_edu.experiments.ch4_backward_cost import allocator_peak_bytes, memory_modes, problem, saved_tensor_bytes
 
 
 def test_saved_tensor_bytes_counts_each_storage_once():
@@ -36,10 +36,10 @@ def test_deq_memory_is_flat_in_the_iterations_and_unrolled_memory_grows():
 
 
 def test_the_cost_model_is_the_preset_or_a_checkpoints(monkeypatch, tmp_path):
-    from deblur_edu import methods
-    from deblur_edu.backward_cost import build, model_and_weights
-    from deblur_edu.checkpoints import save_model
+    from deblur_edu.experiments.ch4_backward_cost import build, model_and_weights
     from deblur_edu.learned import DEQ
+    from deblur_edu.zoo import shipped as zoo_shipped
+    from deblur_edu.zoo.checkpoints import save_model
     from deblur_edu.train import load_config
 
     cfg, state = model_and_weights(None)
@@ -48,8 +48,8 @@ def test_the_cost_model_is_the_preset_or_a_checkpoints(monkeypatch, tmp_path):
     trained = DEQ(**small)
     with torch.no_grad():
         trained.log_strength.fill_(-1.0)
-    save_model(tmp_path / "deq-test", trained, {"config": {"model": small}})
-    monkeypatch.setattr(methods, "WEIGHTS_DIR", tmp_path)
+    save_model(tmp_path / "deq-test", trained, {"model_name": "deq", "config": {"model": small}})
+    monkeypatch.setattr(zoo_shipped, "WEIGHTS_DIR", tmp_path)
     cfg, state = model_and_weights("deq-test")
     assert cfg == small
     model = build("implicit-anderson", cfg, torch.device("cpu"), state=state)

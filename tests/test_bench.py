@@ -8,10 +8,11 @@ import pytest
 import torch
 from skimage import io
 
-from deblur_edu import bench
-from deblur_edu.benchmark_data import case_seed, load_benchmark, load_kernels
+from deblur_edu.bench import report
+from deblur_edu.bench import run as bench
+from deblur_edu.bench.protocol import case_seed, load_benchmark, load_kernels
 from deblur_edu.kernels import motion
-from deblur_edu.methods import METHODS, load_defaults, weight_at
+from deblur_edu.bench.methods import METHODS, load_defaults, weight_at
 
 FIELDS = {"method", "boundary", "sigma", "psnr", "ssim", "blur_effect", "seconds_per_image", "cases", "warnings",
           "first_warning"}
@@ -132,7 +133,7 @@ def test_readme_table_is_generated_from_the_committed_json():
     root = Path(__file__).resolve().parent.parent
     out = json.loads((root / "benchmarks/foundation.json").read_text())
     readme = (root / "README.md").read_text()
-    assert bench.markdown_table(out) in readme
+    assert report.markdown_table(out) in readme
 
 
 def test_readme_deq_table_is_generated_from_the_committed_json():
@@ -141,27 +142,28 @@ def test_readme_deq_table_is_generated_from_the_committed_json():
     root = Path(__file__).resolve().parent.parent
     out = json.loads((root / "benchmarks/deq.json").read_text())
     readme = (root / "README.md").read_text()
-    assert f"<!-- deq:start -->\n{bench.markdown_table(out)}\n<!-- deq:end -->" in readme
+    assert f"<!-- deq:start -->\n{report.markdown_table(out)}\n<!-- deq:end -->" in readme
 
 
 def test_update_readme_fills_the_named_block_only(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("a\n<!-- bench:start -->\nold\n<!-- bench:end -->\nb\n<!-- deq:start -->\nold\n<!-- deq:end -->\n")
     out = json.loads((Path(__file__).resolve().parent.parent / "benchmarks/deq.json").read_text())
-    bench.update_readme(readme, out, "deq")
+    report.update_readme(readme, out, "deq")
     text = readme.read_text()
-    assert "<!-- bench:start -->\nold\n<!-- bench:end -->" in text and bench.markdown_table(out) in text
+    assert "<!-- bench:start -->\nold\n<!-- bench:end -->" in text and report.markdown_table(out) in text
     with pytest.raises(ValueError, match="no <!-- other:start -->"):
-        bench.update_readme(readme, out, "other")
+        report.update_readme(readme, out, "other")
 
 
 def test_learned_method_without_checkpoint_is_left_out_or_a_clear_error(monkeypatch, tmp_path):
-    from deblur_edu import methods
+    from deblur_edu.bench import methods
+    from deblur_edu.zoo import shipped as zoo_shipped
 
-    monkeypatch.setattr(methods, "WEIGHTS_DIR", tmp_path)
-    monkeypatch.setattr(methods, "_LOADED", {})
+    monkeypatch.setattr(zoo_shipped, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(methods, "_MODELS", {})
     assert "rgdn" not in methods.available_methods()
-    with pytest.raises(FileNotFoundError, match="python -m deblur_edu.train rgdn --config cpu"):
+    with pytest.raises(FileNotFoundError, match="make .*rgdn-checkpoint.*python -m deblur_edu.train MODEL --config cpu"):
         methods.get_method("rgdn")(torch.rand(1, 1, 32, 32), motion(5, 0), 0.01, {})
 
 
@@ -226,7 +228,7 @@ def test_readme_refuses_fallback_results_before_the_run(monkeypatch, tmp_path, c
     assert not (tmp_path / "r.json").exists() and "old" in readme.read_text()
     out = {"results": [], "environment": {"data": "fallback"}}
     with pytest.raises(ValueError, match="refusing"):
-        bench.update_readme(readme, out)
+        report.update_readme(readme, out)
 
 
 @pytest.mark.parametrize("content", ["no markers\n", "x\n<!-- bench:end -->\nold\n<!-- bench:start -->\n"],

@@ -29,6 +29,11 @@ MISTAKES = [
 ]
 
 
+#: the module of each command (python -m deblur_edu.MODULE)
+MODULES = {"iterations": "experiments.ch3_iterations", "backward_cost": "experiments.ch4_backward_cost",
+           "reblur_probe": "experiments.ch5_reblur_probe", "reblur_eval": "experiments.ch5_reblur_eval",
+           "adarevd_eval": "experiments.ch6_adarevd_eval", "reversible_cost": "experiments.ch6_reversible_cost",
+           "tune": "bench.tune"}
 #: each command's first expensive step: reaching it means the mistake was not caught before the run
 RUN = {"iterations": "psnr_per_step", "backward_cost": "time_modes", "reblur_probe": "probe",
        "reblur_eval": "judge_quality", "adarevd_eval": "per_sub_decoder", "reversible_cost": "measure",
@@ -38,10 +43,10 @@ RUN = {"iterations": "psnr_per_step", "backward_cost": "time_modes", "reblur_pro
 @pytest.mark.parametrize("command, argv, says", MISTAKES, ids=[f"{c}{' '.join(a)}" for c, a, _ in MISTAKES])
 def test_a_mistake_is_one_line_and_exit_2_before_the_run(command, argv, says, cli_error, monkeypatch):
     """Each of these was a Python traceback (some only after minutes of running), or ran on."""
-    module = importlib.import_module(f"deblur_edu.{command}")
+    module = importlib.import_module(f"deblur_edu.{MODULES[command]}")
     monkeypatch.setattr(module, RUN[command], lambda *a, **k: pytest.fail("the run started"))
     line = cli_error(module.main, argv)
-    assert line.startswith(f"python -m deblur_edu.{command}: error:") and says in line
+    assert line.startswith(f"python -m deblur_edu.{MODULES[command]}: error:") and says in line
 
 
 def test_user_errors_turns_value_and_os_errors_into_parser_errors_only(capsys):

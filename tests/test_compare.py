@@ -5,17 +5,22 @@ from pathlib import Path
 
 import pytest
 
-from deblur_edu import compare
-from deblur_edu.methods import METHODS
+from deblur_edu.bench import compare
+from deblur_edu.bench.methods import METHODS
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "benchmarks" / "comparison.json"
 
 
-def test_every_compared_method_is_registered_and_every_checkpoint_has_a_model_name():
+def test_every_compared_method_is_registered_and_every_checkpoint_names_its_model():
+    """A checkpoint's own metadata names the model it rebuilds (no second list to keep in step)."""
+    from deblur_edu.zoo import MODELS, available, metadata
+
     assert set(compare.COMPARED) <= set(METHODS) and set(compare.QUICK) <= set(compare.COMPARED)
     needed = {METHODS[m].checkpoint for m in compare.COMPARED} - {None}
-    assert needed <= set(compare.MODEL_OF)
+    for name in needed:
+        if available(name):
+            assert metadata(name)["model_name"] in MODELS, name
 
 
 def test_the_command_writes_json_and_the_readme_block(tmp_path, data_dir, monkeypatch):
@@ -41,7 +46,7 @@ def test_parameters_count_what_runs_at_test_time():
     deblurrer = sum(p.numel() for p in pair.deblurrer.parameters())
     assert compare.inference_parameters(pair, "reblur") == deblurrer
     assert compare.inference_parameters(pair, "reblur-tta") == sum(p.numel() for p in pair.parameters())
-    model = AdaRevD(None, width=4, levels=2, columns=2)
+    model = AdaRevD(width=4, levels=2, columns=2)
     unused = sum(p.numel() for m in (model.decoder.encoder.ups, model.decoder.encoder.decoders,
                                      model.decoder.encoder.head) for p in m.parameters())
     assert compare.inference_parameters(model, "adarevd") == sum(p.numel() for p in model.parameters()) - unused
@@ -80,8 +85,8 @@ def test_fallback_results_are_not_written_into_the_readme(tmp_path, monkeypatch,
 
 
 def test_training_cost_counts_the_checkpoints_a_model_is_built_on():
-    from deblur_edu.checkpoints import load_metadata
-    from deblur_edu.methods import WEIGHTS_DIR
+    from deblur_edu.zoo.checkpoints import load_metadata
+    from deblur_edu.zoo import WEIGHTS_DIR
 
     own = lambda name: load_metadata(WEIGHTS_DIR / f"{name}.pt")["training"]["wall_seconds"] / 60
     total = compare.training_cost("reblur-cpu")["minutes"]

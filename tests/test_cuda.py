@@ -13,7 +13,8 @@ import torch
 
 from deblur_edu.kernels import motion
 from deblur_edu.learned import DEQ
-from deblur_edu.train import MODELS, load_config, train
+from deblur_edu.zoo.registry import MODELS
+from deblur_edu.train import load_config, train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
 

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from deblur_edu import data
-from deblur_edu.kernels import camera_shake, disk, gaussian, levin09, motion, pad_to, read_levin09_mat
+from deblur_edu.synthesis import BlurDataset
+from deblur_edu.kernels import camera_shake, disk, gaussian, motion, pad_to
+from deblur_edu.data import levin09, read_levin09_mat
 
 
 def test_data_dir_lookup_order(monkeypatch, tmp_path):
@@ -73,7 +75,7 @@ def test_dead_leaves_statistics_and_reproducibility():
 
 
 def test_blur_dataset_is_deterministic_and_well_formed():
-    ds = data.BlurDataset(length=4, patch=48, kernel_size=13, seed=3)
+    ds = BlurDataset(length=4, patch=48, kernel_size=13, seed=3)
     s1, s2 = ds[2], ds[2]
     assert all(torch.equal(s1[k], s2[k]) for k in s1)
     assert s1["blurred"].shape == s1["sharp"].shape == (1, 48, 48)

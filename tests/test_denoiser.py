@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from deblur_edu.learned.denoiser import GaussianDenoiser, noise_map
-from deblur_edu.train import MODELS, load_config, train
+from deblur_edu.zoo.registry import MODELS
+from deblur_edu.train import load_config, train
 
 
 def test_noise_map_takes_a_number_or_one_level_per_image():
@@ -30,7 +31,7 @@ def test_the_denoiser_trains_through_the_one_loop(tmp_path, data_dir):
     cfg = load_config("denoiser", "tiny")
     cfg["train"]["steps"] = 6
     path = train("denoiser", cfg, tmp_path / "run", progress=False)
-    model, meta = __import__("deblur_edu.checkpoints", fromlist=["load_model"]).load_model(path, MODELS["denoiser"].build)
+    model, meta = __import__("deblur_edu.zoo.checkpoints", fromlist=["load_model"]).load_model(path, MODELS["denoiser"].build)
     assert "photographs" in meta["data_recipe"] and meta["model_name"] == "denoiser"
     x = torch.rand(1, 1, 24, 24)
     assert not torch.equal(model(x, 0.1), x)  # it moved away from the identity

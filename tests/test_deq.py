@@ -7,7 +7,7 @@ differences and the gradient of the map unrolled to convergence (relative error 
 import pytest
 import torch
 
-from deblur_edu.fixed_point import FixedPointError, lipschitz_estimate
+from deblur_edu.learned.fixed_point import FixedPointError, lipschitz_estimate
 from deblur_edu.kernels import motion
 from deblur_edu.learned import DEQ
 from deblur_edu.physics import Blur

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from deblur_edu.fixed_point import (
+from deblur_edu.learned.fixed_point import (
     FixedPointError,
     anderson,
     anderson_weights,

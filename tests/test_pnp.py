@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from deblur_edu.classical.tv_admm import scene_pads_fast
-from deblur_edu.fixed_point import preconditioned_cg
+from deblur_edu.learned.fixed_point import preconditioned_cg
 from deblur_edu.kernels import camera_shake
 from deblur_edu.learned.pnp import SIGMA_FLOOR, dpir_schedule, pnp_hqs
 from deblur_edu.physics import Blur, crop

@@ -163,8 +163,9 @@ def test_bad_adaptation_settings_are_clear_errors():
 
 
 def test_the_reblur_model_trains_through_the_same_cli(tmp_path):
-    from deblur_edu.checkpoints import load_model
-    from deblur_edu.train import MODELS, main
+    from deblur_edu.zoo.checkpoints import load_model
+    from deblur_edu.zoo.registry import MODELS
+    from deblur_edu.train import main
 
     assert main(["reblur", "--config", "tiny", "--out", str(tmp_path), "--no-progress"]) == 0
     model, meta = load_model(tmp_path / "model.pt", MODELS["reblur"].build)
@@ -240,7 +241,6 @@ def test_the_unet_reblurrer_has_the_module_form():
 @pytest.mark.parametrize("kwargs, message", [
     ({"frozen": "both"}, "frozen must be None"),
     ({"frozen": "reblurrer"}, "needs the reblurring module"),
-    ({"reblurrer_from": "reblur-cpu"}, "needs the reblurring module"),
     ({"reblurrer": True, "reblurrer_shape": "vit"}, "unknown reblurrer shape"),
     ({"reblur_weight": 1.0, "frozen": "reblurrer", "schedule": "alternate"}, "with one frozen"),
 ])
@@ -250,15 +250,21 @@ def test_bad_reblur_options_are_refused(kwargs, message):
 
 
 def test_starting_from_a_shipped_checkpoint_copies_its_weights():
-    from deblur_edu.methods import load_shipped
+    """A config's ``deblurrer_from`` / ``reblurrer_from`` copy a shipped checkpoint's networks in when
+    training starts (:func:`deblur_edu.zoo.shipped.warm_start`), with clear errors."""
+    from deblur_edu.zoo import pretrained
+    from deblur_edu.zoo.shipped import warm_start
 
-    model = ReblurDeblurrer(width=16, levels=3, blocks=1, deblurrer_from="reblur-l1-cpu")
-    shipped = load_shipped("reblur-l1-cpu", "reblur").deblurrer
+    model = ReblurDeblurrer(width=16, levels=3, blocks=1)
+    warm_start("reblur", model, {"deblurrer_from": "reblur-l1-cpu"})
+    shipped = pretrained("reblur-l1-cpu").deblurrer
     assert all(torch.equal(a, b) for a, b in zip(model.deblurrer.state_dict().values(), shipped.state_dict().values()))
     with pytest.raises(ValueError, match="does not fit"):
-        ReblurDeblurrer(width=8, levels=3, blocks=1, deblurrer_from="reblur-l1-cpu")
+        warm_start("reblur", ReblurDeblurrer(width=8, levels=3, blocks=1), {"deblurrer_from": "reblur-l1-cpu"})
     with pytest.raises(ValueError, match="has no reblurrer"):
-        ReblurDeblurrer(width=16, levels=3, reblurrer=True, reblurrer_from="reblur-l1-cpu")
+        warm_start("reblur", ReblurDeblurrer(width=16, levels=3, reblurrer=True), {"reblurrer_from": "reblur-l1-cpu"})
+    with pytest.raises(ValueError, match="needs this model's reblurrer"):
+        warm_start("reblur", ReblurDeblurrer(width=4, levels=1), {"reblurrer_from": "reblur-cpu"})
 
 
 def test_the_guard_stops_when_the_output_is_no_longer_an_image():

@@ -6,10 +6,12 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from deblur_edu import methods, reblur_eval
-from deblur_edu.checkpoints import save_model
+from deblur_edu.bench import methods, protocol
+from deblur_edu.experiments import ch5_reblur_eval as reblur_eval
+from deblur_edu.zoo import shipped as zoo_shipped
+from deblur_edu.zoo.checkpoints import save_model
 from deblur_edu.learned import ReblurDeblurrer
-from deblur_edu.lpips import BACKBONE_FILE, LINEAR_FILE, TORCHVISION_INDEX, AlexNetFeatures, LPIPS, load_lpips
+from deblur_edu.metrics.lpips import BACKBONE_FILE, LINEAR_FILE, TORCHVISION_INDEX, AlexNetFeatures, LPIPS, load_lpips
 from deblur_edu.physics import blur
 from deblur_edu.kernels import gaussian
 from deblur_edu.metrics import psnr as psnr_
@@ -24,9 +26,9 @@ def tiny_weights(tmp_path, monkeypatch):
                         ("reblur-cpu", {"reblur_weight": 1.0}), ("reblur-judge", {"reblur_weight": 0.0, "reblurrer": True})]:
         torch.manual_seed(len(name))
         cfg = {**TINY, **extra}
-        save_model(tmp_path / name, ReblurDeblurrer(**cfg), {"config": {"model": cfg}})
-    monkeypatch.setattr(methods, "WEIGHTS_DIR", tmp_path)
-    monkeypatch.setattr(methods, "_LOADED", {})
+        save_model(tmp_path / name, ReblurDeblurrer(**cfg), {"model_name": "reblur", "config": {"model": cfg}})
+    monkeypatch.setattr(zoo_shipped, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(methods, "_MODELS", {})
     return tmp_path
 
 
@@ -164,9 +166,9 @@ def test_the_tta_sweep_runs_on_the_tune_split_only(tiny_weights, tmp_path, cli_e
 
 
 def test_chapter_kernels_are_seeded_shakes_of_the_training_size_and_differ_between_splits():
-    test, tune = reblur_eval.shake_kernels("test"), reblur_eval.shake_kernels("tune")
+    test, tune = protocol.shake_kernels("test"), protocol.shake_kernels("tune")
     assert len(test) == 8 and all(k.shape[-1] == reblur_eval.SHAKE_SIZE for k in test)
-    assert all(torch.equal(a, b) for a, b in zip(test, reblur_eval.shake_kernels("test")))
+    assert all(torch.equal(a, b) for a, b in zip(test, protocol.shake_kernels("test")))
     assert not any(torch.equal(a, b) for a in test for b in tune)
     with pytest.raises(ValueError, match="shakes"):
         reblur_eval.chapter_benchmark(kernels="gaussian")

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from deblur_edu.learned import Reblurrer, UNet
-from deblur_edu.reblur_probe import measure, probe, train_reblurrer
+from deblur_edu.experiments.ch5_reblur_probe import measure, probe, train_reblurrer
 from deblur_edu.train import validation_batch
 
 TINY = {"length": 64, "patch": 16, "kernel_size": 5, "sigma_range": [0.0, 0.02], "dead_leaves_fraction": 1.0,
@@ -42,7 +42,7 @@ def test_training_moves_only_the_reblurring_module():
 
 
 def test_probe_reports_every_shape_and_variant(monkeypatch):
-    import deblur_edu.reblur_probe as rp
+    import deblur_edu.experiments.ch5_reblur_probe as rp
 
     monkeypatch.setattr(rp, "SHAPES", {"resnet": lambda: Reblurrer(1, 4, 1), "unet": lambda: UNet(1, 4, 1)})
     rows = probe(UNet(1, 4, 1), TINY, steps=1, shapes=["resnet", "unet"])
@@ -67,7 +67,7 @@ def test_the_sharp_term_weight_is_passed_to_the_module_loss():
 
 
 def test_shipped_modules_are_measured_with_and_without_noise():
-    from deblur_edu.reblur_probe import measure_shipped
+    from deblur_edu.experiments.ch5_reblur_probe import measure_shipped
 
     torch.manual_seed(0)
     rows = measure_shipped(UNet(1, 4, 1).eval(), ["reblur-judge"], TINY)
@@ -76,7 +76,7 @@ def test_shipped_modules_are_measured_with_and_without_noise():
 
 
 def test_recording_a_module_that_was_not_measured_is_a_clear_error():
-    from deblur_edu.reblur_probe import record_module
+    from deblur_edu.experiments.ch5_reblur_probe import record_module
 
     with pytest.raises(SystemExit, match="keep it in --shipped"):
         record_module([], "reblur-module-cpu", "reblur-l1-cpu")

@@ -150,7 +150,7 @@ def test_a_second_backward_through_the_same_graph_is_a_clear_error():
 def test_the_memory_command_reports_both_paths(tmp_path):
     import json
 
-    from deblur_edu import reversible_cost
+    from deblur_edu.experiments import ch6_reversible_cost as reversible_cost
 
     out = tmp_path / "mem.json"
     reversible_cost.main(["--columns", "1", "2", "--size", "32", "--batch", "2", "--width", "4", "--levels", "2",

@@ -58,13 +58,14 @@ def test_kernel_larger_than_image_is_a_clear_error():
 
 
 def test_shipped_checkpoint_loads_and_deblurs():
-    from deblur_edu.methods import WEIGHTS_DIR, get_method, load_shipped
+    from deblur_edu.zoo import WEIGHTS_DIR, pretrained
+    from deblur_edu.bench.methods import get_method
 
     meta = __import__("json").loads((WEIGHTS_DIR / "rgdn-cpu.json").read_text())
     for key in ("config", "data_recipe", "commit", "training", "sha256", "metrics"):
         assert meta[key], key
     assert (WEIGHTS_DIR / "rgdn-cpu.pt").stat().st_size < 5_000_000  # small
-    model = load_shipped("rgdn-cpu", "rgdn")
+    model = pretrained("rgdn-cpu")
     assert model.channels == 1
     y = torch.rand(1, 1, 40, 40)
     assert get_method("rgdn")(y, motion(7, 10), 0.01, {}).shape == y.shape
@@ -75,7 +76,7 @@ def test_shipped_training_log_belongs_to_the_shipped_checkpoint():
     import json
     from pathlib import Path
 
-    from deblur_edu.methods import WEIGHTS_DIR
+    from deblur_edu.zoo import WEIGHTS_DIR
 
     meta = json.loads((WEIGHTS_DIR / "rgdn-cpu.json").read_text())
     log_file = Path(__file__).resolve().parent.parent / "benchmarks" / "rgdn-cpu-log.jsonl"
@@ -122,8 +123,8 @@ def test_dilated_prior_widens_the_receptive_field():
 
 
 def test_psnr_per_step_returns_one_value_per_step():
-    from deblur_edu.benchmark_data import load_benchmark
-    from deblur_edu.iterations import psnr_per_step
+    from deblur_edu.bench.protocol import load_benchmark
+    from deblur_edu.experiments.ch3_iterations import psnr_per_step
 
     bench = load_benchmark("test", crop=48, fallback=True)
     bench.kernels = bench.kernels[:1]

@@ -10,7 +10,7 @@ import torch
 from deblur_edu.kernels import gaussian
 from deblur_edu.physics import Blur
 from deblur_edu.runtime import pick, pick_device, run_mode, seed_everything
-from deblur_edu.widgets import explorer, parameter_grid
+from deblur_edu.show.widgets import explorer, parameter_grid
 
 
 def test_mode_defaults_to_quick_on_cpu(monkeypatch):
@@ -64,7 +64,7 @@ def test_operator_accepts_values_outside_image_range():
 def test_full_spectrum_from_the_half_spectrum():
     from deblur_edu.kernels import motion
     from deblur_edu.physics import psf2otf
-    from deblur_edu.plot import full_spectrum_magnitude
+    from deblur_edu.show.plot import full_spectrum_magnitude
 
     k = motion(9, 30, dtype=torch.float64)  # not symmetric under a flip of either axis alone
     half = psf2otf(k, (16, 20))

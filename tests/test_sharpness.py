@@ -8,7 +8,7 @@ from skimage.measure import blur_effect as skimage_blur_effect
 from deblur_edu.data import centre_crop, sample_image
 from deblur_edu.kernels import gaussian
 from deblur_edu.physics import blur
-from deblur_edu.sharpness import blur_effect
+from deblur_edu.metrics.sharpness import blur_effect
 
 
 @pytest.mark.parametrize("h_size", [11, 5])

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import torch
 
-from deblur_edu import adarevd_eval
-from deblur_edu.methods import WEIGHTS_DIR, get_method, load_shipped
+from deblur_edu.experiments import ch6_adarevd_eval as adarevd_eval
+from deblur_edu.zoo import WEIGHTS_DIR, pretrained
+from deblur_edu.bench.methods import get_method
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = json.loads((ROOT / "benchmarks" / "adarevd.json").read_text())
@@ -30,7 +31,7 @@ def test_the_checkpoint_has_metadata_and_loads():
 def test_the_encoder_is_chapter_5s_unchanged_by_training():
     model = adarevd_eval.load_adarevd(WEIGHTS_DIR / "adarevd-cpu")
     assert meta()["config"]["model"]["encoder"] == "reblur-l1-cpu"
-    unet = load_shipped("reblur-l1-cpu", "reblur").deblurrer
+    unet = pretrained("reblur-l1-cpu").deblurrer
     for (name, a), b in zip(model.decoder.encoder.state_dict().items(), unet.state_dict().values()):
         assert torch.equal(a, b), name
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from deblur_edu.kernels import motion
-from deblur_edu.methods import WEIGHTS_DIR, get_method, load_shipped
+from deblur_edu.zoo import WEIGHTS_DIR, pretrained
+from deblur_edu.bench.methods import get_method
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 SHIPPED = [("deq-jfb", "deq-jfb-cpu", "deq", "jfb"), ("deq-implicit", "deq-implicit-cpu", "deq", "implicit-anderson"),
@@ -22,7 +23,7 @@ def test_shipped_checkpoint_loads_and_deblurs(method, name, model_name, backward
         assert meta[key], key
     assert meta["config"]["model"].get("backward") == backward
     assert (WEIGHTS_DIR / f"{name}.pt").stat().st_size < 5_000_000
-    assert load_shipped(name, model_name).channels == 1
+    assert pretrained(name).channels == 1
     y = torch.rand(1, 1, 40, 40)
     with warnings.catch_warnings():  # on pure noise the solve may stop at its cap: not what this test checks
         warnings.simplefilter("ignore", RuntimeWarning)

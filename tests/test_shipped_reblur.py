@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from deblur_edu import reblur_eval
+from deblur_edu.experiments import ch5_reblur_eval as reblur_eval
 from deblur_edu.kernels import motion
-from deblur_edu.methods import WEIGHTS_DIR, get_method, load_shipped
+from deblur_edu.zoo import WEIGHTS_DIR, pretrained
+from deblur_edu.bench.methods import get_method
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ["reblur-l1-cpu", "reblur-cpu", "reblur-judge", "reblur-module-cpu", "reblur-l1-ft-cpu"]
@@ -24,19 +25,19 @@ def test_shipped_checkpoint_has_metadata_and_loads(name):
     for key in ("config", "data_recipe", "commit", "training", "sha256", "metrics"):
         assert m[key], key
     assert (WEIGHTS_DIR / f"{name}.pt").stat().st_size < 5_000_000
-    model = load_shipped(name, "reblur")
+    model = pretrained(name)
     assert model.channels == 1
 
 
 def test_the_models_are_what_their_names_say():
     l1, rb, judge, module, control = (meta(n)["config"] for n in SHIPPED)
-    assert l1["model"]["reblur_weight"] == 0 and load_shipped("reblur-l1-cpu", "reblur").reblurrer is None
-    assert rb["model"]["reblur_weight"] > 0 and load_shipped("reblur-cpu", "reblur").reblurrer is not None
+    assert l1["model"]["reblur_weight"] == 0 and pretrained("reblur-l1-cpu").reblurrer is None
+    assert rb["model"]["reblur_weight"] > 0 and pretrained("reblur-cpu").reblurrer is not None
     # reblur and its control: the same L1 U-Net fine-tuned with the same data, seed and schedule;
     # the reblurring loss (and its frozen critic) is the only difference
     assert rb["model"]["deblurrer_from"] == control["model"]["deblurrer_from"] == "reblur-l1-cpu"
     assert rb["data"] == control["data"] and rb["train"] == control["train"]
-    assert control["model"]["reblur_weight"] == 0 and load_shipped("reblur-l1-ft-cpu", "reblur").reblurrer is None
+    assert control["model"]["reblur_weight"] == 0 and pretrained("reblur-l1-ft-cpu").reblurrer is None
     deblurrer_only = lambda m: {k: v for k, v in m.items() if not k.startswith("reblur") and k != "frozen"}
     assert deblurrer_only(rb["model"]) == deblurrer_only(control["model"])
     assert {k: l1["model"][k] for k in ("width", "levels", "blocks")} == {k: rb["model"][k] for k in ("width", "levels", "blocks")}
@@ -49,12 +50,12 @@ def test_the_models_are_what_their_names_say():
 
 
 def test_the_frozen_critic_is_bit_for_bit_the_shipped_module():
-    critic = load_shipped("reblur-cpu", "reblur").reblurrer.state_dict()
-    module = load_shipped("reblur-module-cpu", "reblur").reblurrer.state_dict()
+    critic = pretrained("reblur-cpu").reblurrer.state_dict()
+    module = pretrained("reblur-module-cpu").reblurrer.state_dict()
     assert critic.keys() == module.keys() and all(torch.equal(critic[k], module[k]) for k in critic)
     # and the module's M_D is the L1 deblurrer, untouched by its training
-    l1 = load_shipped("reblur-l1-cpu", "reblur").deblurrer.state_dict()
-    d = load_shipped("reblur-module-cpu", "reblur").deblurrer.state_dict()
+    l1 = pretrained("reblur-l1-cpu").deblurrer.state_dict()
+    d = pretrained("reblur-module-cpu").deblurrer.state_dict()
     assert all(torch.equal(l1[k], d[k]) for k in l1)
 
 
@@ -83,7 +84,7 @@ def test_readme_reblur_block_is_generated_from_the_committed_json():
 
 
 def test_the_adaptation_settings_are_those_chosen_on_the_tune_split():
-    from deblur_edu.methods import REBLUR_TTA
+    from deblur_edu.bench.methods import REBLUR_TTA
 
     sweep = json.loads((ROOT / "benchmarks/reblur_tta_tune.json").read_text())
     assert sweep["setting"]["split"] == "tune"

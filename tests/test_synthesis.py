@@ -13,7 +13,7 @@ from skimage import io as skio
 from skimage.transform import resize
 
 from deblur_edu import data
-from deblur_edu.benchmark_data import tune_kernels
+from deblur_edu.bench.protocol import tune_kernels
 from deblur_edu.kernels import camera_shakes
 from deblur_edu.physics import Blur
 from deblur_edu.synthesis import (BlurSynthesis, DenoisingSynthesis, ImageBank, dead_leaves_batch, from_config,

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from deblur_edu.checkpoints import load_model, sign_config
-from deblur_edu.train import MODELS, batches_for_epoch, load_config, train, validation_batch
+from deblur_edu.zoo.checkpoints import load_model, sign_config
+from deblur_edu.zoo.registry import MODELS
+from deblur_edu.train import batches_for_epoch, load_config, train, validation_batch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -159,16 +160,16 @@ def test_metadata_without_a_config_hash_is_refused_until_signed(checkpoint):
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="no config_sha256.*checkpoints sign"):
         load_model(checkpoint, MODELS["rgdn"].build)
-    from deblur_edu.checkpoints import main as checkpoints_main
+    from deblur_edu.zoo.checkpoints import main as checkpoints_main
 
     assert checkpoints_main(["sign", str(meta_path)]) == 0
     load_model(checkpoint, MODELS["rgdn"].build)
 
 
 def test_every_shipped_checkpoint_carries_a_verified_config_hash():
-    from deblur_edu.checkpoints import config_sha256, load_metadata
+    from deblur_edu.zoo.checkpoints import config_sha256, load_metadata
 
-    shipped = sorted((ROOT / "deblur_edu" / "weights").glob("*.json"))
+    shipped = sorted((ROOT / "deblur_edu" / "zoo" / "weights").glob("*.json"))
     assert shipped
     for path in shipped:
         meta = load_metadata(path)
@@ -186,7 +187,7 @@ def test_unknown_preset_lists_the_presets():
 
 
 def test_record_metrics_keeps_the_weights_hash(checkpoint, tmp_path):
-    from deblur_edu.checkpoints import record_metrics
+    from deblur_edu.zoo.checkpoints import record_metrics
 
     bench = tmp_path / "b.json"
     bench.write_text(json.dumps({"results": [{"method": "rgdn", "boundary": "valid", "sigma": 0.01, "psnr": 30.0,
@@ -317,7 +318,7 @@ def test_validation_psnr_is_logged_with_the_training_time(tmp_path):
 def test_validation_samples_are_not_training_samples():
     cfg = load_config("rgdn", "tiny")["data"]
     val = validation_batch(cfg, 4, torch.device("cpu"))
-    from deblur_edu.data import BlurDataset
+    from deblur_edu.synthesis import BlurDataset
 
     train_set = BlurDataset(**cfg)
     for i in range(len(train_set)):

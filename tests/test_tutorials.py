@@ -7,7 +7,7 @@ import nbformat
 import pytest
 import torch
 
-from deblur_edu import grading
+from deblur_edu.course import grading
 from deblur_edu.physics import psf2otf
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,7 +120,7 @@ def test_rgdn_step_check_rejects_scaling_only_the_gradient():
 
 
 def test_deq_checks_pass_on_the_reference():
-    from deblur_edu.fixed_point import picard
+    from deblur_edu.learned.fixed_point import picard
 
     grading.check_anderson_step(grading.reference_anderson_step)
 

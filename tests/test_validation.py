@@ -7,7 +7,8 @@ from deblur_edu.classical import richardson_lucy, tv_admm, wiener, wiener_padded
 from deblur_edu.data import data_dir, fetch
 from deblur_edu.kernels import gaussian
 from deblur_edu.physics import Blur, add_noise
-from deblur_edu.train import MODELS, load_config
+from deblur_edu.zoo.registry import MODELS
+from deblur_edu.train import load_config
 
 X = torch.rand(2, 1, 32, 32)
 K = gaussian(5, 1.0)

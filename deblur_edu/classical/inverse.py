@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..physics import irfft2, psf2otf, rfft2
-from ..validation import check_positive, check_problem
+from ..checks import check_positive, check_problem
 
 
 def inverse_filter(y: torch.Tensor, k: torch.Tensor, threshold: float = 1e-3) -> torch.Tensor:

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import torch
 
+from ..checks import check_iterations, check_problem
+from ..metrics import psnr
 from ..physics import Blur, crop, fft_dtype, pad
-from ..validation import check_iterations, check_problem
 
 EPS = 1e-6
 
@@ -78,8 +79,6 @@ def richardson_lucy(
 
 
 def _record(trace, y, Ax, x_hat, x_true) -> None:
-    from ..metrics import psnr
-
     trace["i_divergence"].append(float(i_divergence(y, Ax).sum()))
     if x_true is not None:
         trace["psnr"].append(float(psnr(x_hat.clamp(0, 1), x_true).mean()))

@@ -29,8 +29,9 @@ from typing import Callable
 
 import torch
 
+from ..checks import check_iterations, check_positive, check_problem
+from ..metrics import psnr
 from ..physics import crop, fast_fft_size, fft_dtype, pad, psf2otf, scene_padding, zero_pad
-from ..validation import check_iterations, check_positive, check_problem
 from .priors import GRADIENT, Derivatives, gradient_magnitude, prox_tv
 
 ADMM_BOUNDARIES = ("circular", "valid")
@@ -132,8 +133,6 @@ def admm_deconvolve(
             trace["primal_residual"].append(float(primal.sqrt()))
             trace["dual_residual"].append(float(dual.sqrt()))
             if x_true is not None:
-                from ..metrics import psnr
-
                 trace["psnr"].append(float(psnr(crop(x, pads).clamp(0, 1), x_true).mean()))
         if rho_growth != 1.0:
             rho *= rho_growth

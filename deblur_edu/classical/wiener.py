@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from ..physics import Blur, crop, fft_convolve, fft_dtype, irfft2, pad, psf2otf, rfft2
-from ..validation import check_positive, check_problem
+from ..checks import check_positive, check_problem
 from .priors import grad_otf_power
 
 REGULARISERS = ("identity", "gradient")

@@ -11,8 +11,9 @@ Image Deblurring" (CVPR 2024) in three parts, each in its own module:
 
     L = (1/N) Σ_i [ ‖x̂_i − x‖₁ + 0.01·mean|FFT(x̂_i) − FFT(x)| ]  +  w_c · CE(classifier(e_L), class(y, x))
 
-The encoder is chapter 5's L1-trained U-Net (``deblur_edu/weights/reblur-l1-cpu``): its
-decoder is dropped, its encoder frozen (AdaRevD freezes a trained UFPNet/NAFNet encoder).
+The encoder is chapter 5's L1-trained U-Net (its config's ``encoder: reblur-l1-cpu`` copies that
+checkpoint's deblurrer in when training starts, :mod:`deblur_edu.zoo.shipped`): its decoder is
+dropped, its encoder frozen (AdaRevD freezes a trained UFPNet/NAFNet encoder).
 """
 
 from __future__ import annotations
@@ -22,24 +23,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from .patch_exit import DegradationClassifier, degradation_class
-from .reblur import shipped_part
 from .reversible import ReversibleDecoder, multi_decoder_loss
 from .unet import UNet
-
-
-def chapter5_encoder(name: str | None, width: int = 16, levels: int = 3, blocks: int = 1) -> UNet:
-    """The U-Net whose encoder is frozen: a fresh U-Net of ``width``/``levels``/``blocks``, with the
-    deblurrer weights of the shipped chapter-5 checkpoint ``name`` (hash-verified; the architectures
-    must agree) unless ``name`` is None. A new module, so freezing it leaves the shipped model alone."""
-    unet = UNet(1, width, levels, blocks)
-    return unet if name is None else shipped_part(name, "deblurrer", unet)
 
 
 class AdaRevD(nn.Module):
     """Reversible sub-decoders + degradation classifier on a frozen U-Net encoder.
 
     Args:
-        encoder: name of a shipped chapter-5 checkpoint (``"reblur-l1-cpu"``) or None (untrained).
+        encoder: the U-Net whose encoder is frozen (None: a fresh one of ``width``/``levels``/``blocks``).
         width, levels, blocks: that U-Net's architecture.
         columns, reversible, alpha_min, dropout: the :class:`~.reversible.ReversibleDecoder`.
         classifier_hidden: the classifier's hidden width.
@@ -50,14 +42,14 @@ class AdaRevD(nn.Module):
     the training loss; :meth:`estimates` gives every sub-decoder's estimate.
 
     Example:
-        >>> model = AdaRevD(None, width=4, levels=2, columns=2)
+        >>> model = AdaRevD(width=4, levels=2, columns=2)
         >>> y, x = torch.rand(2, 1, 16, 16), torch.rand(2, 1, 16, 16)
         >>> model(y).shape
         torch.Size([2, 1, 16, 16])
         >>> model(y, sharp=x).backward()
     """
 
-    def __init__(self, encoder: str | None = "reblur-l1-cpu", width: int = 16, levels: int = 3, blocks: int = 1,
+    def __init__(self, encoder: UNet | None = None, width: int = 16, levels: int = 3, blocks: int = 1,
                  columns: int = 4, reversible: bool = True, alpha_min: float = 0.1, dropout: float = 0.0,
                  classifier_hidden: int = 32, classifier_weight: float = 0.1, fft_weight: float = 0.01,
                  channels: int = 1):
@@ -65,7 +57,8 @@ class AdaRevD(nn.Module):
         if channels != 1:
             raise ValueError(f"the chapter-5 encoders are grey-scale: channels must be 1, got {channels}.")
         self.channels = channels
-        self.decoder = ReversibleDecoder(chapter5_encoder(encoder, width, levels, blocks), columns, reversible,
+        unet = encoder if encoder is not None else UNet(1, width, levels, blocks)
+        self.decoder = ReversibleDecoder(unet, columns, reversible,
                                          alpha_min, dropout)
         self.classifier = DegradationClassifier(width * 2 ** levels, hidden=classifier_hidden)
         self.classifier_weight, self.fft_weight = classifier_weight, fft_weight

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..validation import check_channels, check_image
+from ..checks import check_channels, check_image, check_model_dtype
 from .unet import UNet
 
 
@@ -67,4 +67,5 @@ class GaussianDenoiser(nn.Module):
         """Denoise ``x`` (B, C, H, W) at noise level ``sigma`` (a number or one per image)."""
         x = check_image(x, "x", value_range=False)
         check_channels(x, self.channels, "GaussianDenoiser")
+        check_model_dtype(x, self, "GaussianDenoiser")
         return x + self.unet.residual(torch.cat([x, noise_map(sigma, x)], dim=1))

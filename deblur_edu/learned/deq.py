@@ -10,7 +10,7 @@ Instead of a fixed number of steps (RGDN), the output is an *equilibrium* of one
     gradient form:  T(x) = x − η P (Aᵀ(A x − y) + β DᵀD x + λ R_θ(x)),  R_θ(x) = x − D_θ(x)
     proximal form:  T(x) = D_θ(x − η P Aᵀ(A x − y))
 
-found by a fixed-point solver (:mod:`deblur_edu.fixed_point`) *without* recording a graph,
+found by a fixed-point solver (:mod:`deblur_edu.learned.fixed_point`) *without* recording a graph,
 and the network returns ``T(x*)``. ``A`` is the border-aware ``valid`` blur, so ``x`` lives on
 the scene. ``D_θ`` is a "denoiser": a CNN with spectral normalisation and no BatchNorm
 (BatchNorm made the implicit solves diverge in Gilton et al.), scaled by ``lipschitz`` L < 1.
@@ -34,7 +34,7 @@ proximal form is an L-contraction for any ``η ≤ 2``, and for the gradient for
 ``F(x) = Aᵀ(A x − y) + β DᵀD x + λ(x − D_θ(x))`` is strongly monotone,
 ``⟨F(x) − F(z), x − z⟩ ≥ λ(1 − L)‖x − z‖²``: one equilibrium, reached for small η.
 Spectral normalisation bounds each layer's weight matrix, not the conv operator's exact
-gain, and ``P`` changes the geometry, so :func:`~deblur_edu.fixed_point.lipschitz_estimate`
+gain, and ``P`` changes the geometry, so :func:`~deblur_edu.learned.fixed_point.lipschitz_estimate`
 measures the contraction factor, and the solvers report divergence with their trace.
 The solve starts from the replicate-padded observation corrected by one Tikhonov step,
 ``x₀ = ȳ − P₀ Aᵀ(A ȳ − y)`` with ``P₀ = (KᵀK + βDᵀD)⁻¹`` (whether or not ``precondition`` is
@@ -70,9 +70,9 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from ..classical.priors import grad, grad_adjoint
 from ..classical.wiener import tikhonov_inverse, tikhonov_start
-from ..fixed_point import SOLVERS, FixedPointError, SolverInfo, anderson
+from .fixed_point import SOLVERS, FixedPointError, SolverInfo, anderson
 from ..physics import Blur, crop
-from ..validation import check_channels, check_model_dtype, check_problem
+from ..checks import check_channels, check_model_dtype, check_problem
 
 FORMS = ("gradient", "proximal")
 BACKWARDS = ("jfb", "implicit-anderson", "implicit-cg", "unrolled", "neumann-K")
@@ -85,7 +85,7 @@ class Denoiser(nn.Module):
     - ``residual=False``: ``D_θ(x) = L · cnn(x)`` — L-Lipschitz by construction (L < 1);
     - ``residual=True``: ``D_θ(x) = x − L · cnn(x)`` — the CNN predicts what to remove, the
       easy way to learn a denoiser (DnCNN); only ``(1 + L)``-Lipschitz by construction, so
-      contraction is measured (:func:`~deblur_edu.fixed_point.lipschitz_estimate`), not given.
+      contraction is measured (:func:`~deblur_edu.learned.fixed_point.lipschitz_estimate`), not given.
     """
 
     def __init__(self, channels: int, features: int, depth: int, lipschitz: float, residual: bool = False):
@@ -232,7 +232,7 @@ class DEQ(nn.Module):
             return
         message = (f"DEQ {what} solve: no convergence to tol={self.tol:g} in {info.iterations} iterations "
                    f"(relative residual {info.residual:.2e}); raise max_iter, loosen tol, or check that T contracts "
-                   f"(deblur_edu.fixed_point.lipschitz_estimate).")
+                   f"(deblur_edu.learned.fixed_point.lipschitz_estimate).")
         if self.strict:
             raise FixedPointError(message, info)
         warnings.warn(message, RuntimeWarning, stacklevel=3)

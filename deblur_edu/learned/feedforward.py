@@ -21,7 +21,7 @@ from torch import nn
 
 from ..classical.wiener import tikhonov_start
 from ..physics import Blur, crop
-from ..validation import check_channels, check_model_dtype, check_problem
+from ..checks import check_channels, check_model_dtype, check_problem
 from .rgdn import small_cnn
 
 

@@ -23,7 +23,7 @@ from torch import nn
 from ..metrics import psnr
 from ..runtime import synchronize
 from .reversible import ReversibleDecoder
-from ..validation import check_image
+from ..checks import check_image
 from .tiling import blend_tiles, check_tiling, gather_tiles
 
 THRESHOLDS = (20.0, 25.0, 30.0, 35.0, 40.0)

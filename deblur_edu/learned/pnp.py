@@ -20,7 +20,7 @@ trust the data little, late steps the reverse. With ``σ_k`` chosen, ``μ_k = λ
 scene, larger than ``y`` (the ``valid`` model ``A = M K``: blur on the scene grid, then keep
 the observed pixels). ``(AᵀA + α I) x = Aᵀ y + α z`` has no closed form (``M`` and ``K`` do
 not commute), so it is solved by preconditioned conjugate gradients
-(:func:`~deblur_edu.fixed_point.preconditioned_cg`) with the circular approximation
+(:func:`~deblur_edu.learned.fixed_point.preconditioned_cg`) with the circular approximation
 ``(|K|² + α)⁻¹`` as preconditioner, a fixed number of iterations warm-started from the
 previous estimate (no host synchronisation; differentiable). The result is the last
 denoised estimate ``z``, cropped to ``y``'s size.
@@ -33,9 +33,9 @@ from typing import Callable
 import torch
 
 from ..classical.tv_admm import scene_pads_fast
-from ..fixed_point import preconditioned_cg
+from .fixed_point import preconditioned_cg
 from ..physics import crop, irfft2, pad, psf2otf, rfft2, zero_pad
-from ..validation import check_iterations, check_positive, check_problem, check_sigma
+from ..checks import check_iterations, check_positive, check_problem, check_sigma
 
 #: ``denoiser(x, σ_k) → z``: any Gaussian denoiser (e.g. :class:`~deblur_edu.learned.denoiser.GaussianDenoiser`)
 Denoiser = Callable[[torch.Tensor, float], torch.Tensor]

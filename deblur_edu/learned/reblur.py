@@ -29,8 +29,9 @@ own objective: ``M_R`` is frozen inside the deblurrer's loss, and the deblurred 
 detached inside ``M_R``'s loss (:func:`reblur_training_loss`). The two parameter sets are
 disjoint, so this is the alternating scheme with both halves computed at the same iterate.
 
-**In stages** (``frozen=``, ``deblurrer_from=``, ``reblurrer_from=``). Trained jointly on chapter 5's
-CPU budget, ``M_R`` stays at the identity (:mod:`deblur_edu.reblur_probe`). The chapter therefore
+**In stages** (``frozen=``; a config's ``deblurrer_from`` / ``reblurrer_from`` start a run from a shipped
+checkpoint's networks, :mod:`deblur_edu.zoo.shipped`). Trained jointly on chapter 5's
+CPU budget, ``M_R`` stays at the identity (:mod:`deblur_edu.experiments.ch5_reblur_probe`). The chapter therefore
 trains ``M_R`` alone against a finished, frozen deblurrer first, then fine-tunes that deblurrer
 with ``M_R`` frozen as a fixed critic.
 """
@@ -46,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..validation import MAX_PLAUSIBLE_VALUE, check_image, check_iterations, check_positive
+from ..checks import MAX_PLAUSIBLE_VALUE, check_image, check_iterations, check_positive
 from .unet import ResBlock, UNet
 
 ADAPT_PARAMETERS = ("all", "decoder", "head")
@@ -91,7 +92,7 @@ def reblur_module_loss(M_R: nn.Module, deblurred: torch.Tensor, blurred: torch.T
                        deblurred_sharp: torch.Tensor, sharp_weight: float = 1.0) -> torch.Tensor:
     """``L_blur + w·L_sharp = ‖M_R(L̂) − B‖₁ + w‖M_R(M_D(S)) − M_D(S)‖₁`` — trains ``M_R`` only
     (both deblurred images are detached). The paper weighs the two terms equally (``w = 1``);
-    :mod:`deblur_edu.reblur_probe` measures what a smaller ``w`` does."""
+    :mod:`deblur_edu.experiments.ch5_reblur_probe` measures what a smaller ``w`` does."""
     deblurred, deblurred_sharp = deblurred.detach(), deblurred_sharp.detach()
     return F.l1_loss(M_R(deblurred), blurred) + sharp_weight * F.l1_loss(M_R(deblurred_sharp), deblurred_sharp)
 
@@ -107,22 +108,6 @@ def supervised_reblur_loss(M_R: nn.Module, deblurred: torch.Tensor, sharp: torch
 def self_supervised_reblur_loss(M_R: nn.Module, deblurred: torch.Tensor) -> torch.Tensor:
     """``‖M_R(L̂) − sg(L̂)‖₁``: how much ``M_R`` changes ``L̂`` — zero for a clean image."""
     return F.l1_loss(M_R(deblurred), deblurred.detach())
-
-
-def shipped_part(name: str, part: str, like: nn.Module) -> nn.Module:
-    """``like`` (a freshly built deblurrer or reblurrer) with the weights of that part of the
-    shipped chapter-5 checkpoint ``name`` (hash-verified); the architectures must agree."""
-    from ..methods import load_shipped
-
-    source = getattr(load_shipped(name, "reblur"), part)
-    if source is None:
-        raise ValueError(f"the checkpoint {name} has no {part}; pick one that trained it.")
-    try:
-        like.load_state_dict(source.state_dict())
-    except RuntimeError as err:
-        raise ValueError(f"the {part} of the checkpoint {name} does not fit this config's {part} "
-                         f"(width, levels, blocks, shape): make them agree.\n{err}") from None
-    return like
 
 
 def build_reblurrer(shape: str, channels: int, features: int, blocks: int) -> nn.Module:
@@ -148,8 +133,6 @@ class ReblurDeblurrer(nn.Module):
         reblur_features, reblur_blocks: ``M_R``'s size.
         schedule: ``"joint"`` or ``"alternate"`` (module docstring).
         reblurrer_shape: ``"resnet"`` (the paper's) or ``"unet"`` (:func:`build_reblurrer`).
-        deblurrer_from, reblurrer_from: names of shipped chapter-5 checkpoints whose ``M_D`` or
-            ``M_R`` this one starts from (None: random).
         frozen: ``"deblurrer"`` or ``"reblurrer"``: that network keeps its weights. A frozen
             ``M_D`` trains ``M_R`` alone against a finished deblurrer; a frozen ``M_R``
             is a fixed critic for the deblurrer's supervised reblurring loss.
@@ -165,7 +148,7 @@ class ReblurDeblurrer(nn.Module):
     def __init__(self, channels: int = 1, width: int = 16, levels: int = 2, blocks: int = 1,
                  reblur_weight: float = 0.0, reblurrer: bool | None = None, reblur_features: int = 32,
                  reblur_blocks: int = 2, schedule: str = "joint", reblurrer_shape: str = "resnet",
-                 deblurrer_from: str | None = None, reblurrer_from: str | None = None, frozen: str | None = None):
+                 frozen: str | None = None):
         super().__init__()
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES}.")
@@ -181,12 +164,6 @@ class ReblurDeblurrer(nn.Module):
         self.reblurrer = build_reblurrer(reblurrer_shape, channels, reblur_features, reblur_blocks) if with_reblurrer else None
         if frozen is not None and self.reblurrer is None:
             raise ValueError(f"frozen={frozen!r} needs the reblurring module: set reblur_weight > 0 or reblurrer=True.")
-        if reblurrer_from is not None and self.reblurrer is None:
-            raise ValueError("reblurrer_from needs the reblurring module: set reblur_weight > 0 or reblurrer=True.")
-        if deblurrer_from is not None:
-            shipped_part(deblurrer_from, "deblurrer", self.deblurrer)
-        if reblurrer_from is not None:
-            shipped_part(reblurrer_from, "reblurrer", self.reblurrer)
         self.frozen = frozen
         if frozen is not None:
             getattr(self, frozen).requires_grad_(False)

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..physics import rfft2
-from ..validation import check_channels, check_image, check_model_dtype
+from ..checks import check_channels, check_image, check_model_dtype
 from .unet import ResBlock, UNet
 
 

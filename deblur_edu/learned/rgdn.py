@@ -46,7 +46,7 @@ from torch import nn
 
 from ..classical.wiener import tikhonov_inverse
 from ..physics import Blur, crop, pad
-from ..validation import check_channels, check_model_dtype, check_problem
+from ..checks import check_channels, check_model_dtype, check_problem
 from .unet import UNet
 
 #: the forms the learned prior R can take (see the module docstring)

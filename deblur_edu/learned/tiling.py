@@ -17,7 +17,7 @@ from typing import Callable
 
 import torch
 
-from ..validation import check_image
+from ..checks import check_image
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..validation import check_channels, check_model_dtype, check_image
+from ..checks import check_channels, check_model_dtype, check_image
 
 
 class ResBlock(nn.Module):

@@ -7,11 +7,11 @@ Usage::
         [--json OUT] [--device cpu|cuda] [--split test|tune]
 
 The protocol (cropping, the ``valid`` scene, per-case noise seeds, interior scoring) is
-documented in :mod:`deblur_edu.benchmark_data`; the methods in :mod:`deblur_edu.methods`.
+documented in :mod:`deblur_edu.bench.protocol`; the methods in :mod:`deblur_edu.bench.methods`.
 Writes ``{"results": [{"method", "boundary", "sigma", "psnr", "ssim", "blur_effect",
 "seconds_per_image", "cases", "warnings", "first_warning"}], "speed": {...}, "environment": {...}}``,
 where ``environment["data"]`` says where the images and kernels came from (``"levin09+set12"``,
-``"user"``, ``"fallback"``, …; see :mod:`deblur_edu.benchmark_data`). A path given on the
+``"user"``, ``"fallback"``, …; see :mod:`deblur_edu.bench.protocol`). A path given on the
 command line that is missing, empty or unreadable is an error; the offline fallback is used
 only when none was given, and ``--readme`` refuses its results.
 """
@@ -19,22 +19,24 @@ only when none was given, and ``--readme`` refuses its results.
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 import warnings
-from pathlib import Path
 from typing import Callable
 
 import torch
 
-from .benchmark_data import SPLITS, Benchmark, interior, load_benchmark, score_crop
-from .checkpoints import git_commit
-from .cli import names, noise_level, positive_int, user_errors
+from ..classical import wiener
+from ..classical.priors import grad_otf_power
+from ..cli import names, noise_level, positive_int, user_errors
+from ..kernels import gaussian
+from ..metrics import blur_effect, psnr, ssim
+from ..physics import psf2otf
+from ..runtime import pick_device, synchronize, write_json
+from ..train import validation_batch
 from .methods import METHODS, available_methods, get_method, load_defaults
-from .metrics import psnr, ssim
-from .runtime import pick_device, synchronize, write_json
-from .sharpness import blur_effect
+from .protocol import SPLITS, Benchmark, interior, load_benchmark, score_crop
+from .report import block_bounds, environment, format_table, refuse_fallback, update_readme
 
 
 def evaluate(
@@ -103,8 +105,6 @@ def training_recipe_scores(models: dict[str, Callable[[torch.Tensor, torch.Tenso
         >>> sorted(scores)
         ['TV', 'wiener']
     """
-    from .train import validation_batch
-
     batch = validation_batch(data_cfg, size, device)
     y, k, x = batch["blurred"], batch["kernel"], batch["sharp"]
     tv, d = get_method("tv"), defaults if defaults is not None else load_defaults()
@@ -135,11 +135,6 @@ def wiener_speed(device: torch.device, batch: int = 64, size: int = 256) -> dict
     The bare solve is only ``irfft2(F · rfft2(y))`` with the filter ``F`` precomputed; the
     library call also validates its input and builds the OTF. Medians of 21 interleaved runs.
     """
-    from .classical import wiener
-    from .classical.priors import grad_otf_power
-    from .kernels import gaussian
-    from .physics import psf2otf
-
     g = torch.Generator().manual_seed(0)
     y = torch.rand(batch, 1, size, size, generator=g).to(device)
     k = gaussian(15, 2.0).to(device)
@@ -157,138 +152,6 @@ def wiener_speed(device: torch.device, batch: int = 64, size: int = 256) -> dict
 
     t_bare, t_lib = _interleaved_medians([bare, library])
     return {"batch": batch, "size": size, "bare_fft_seconds": t_bare, "wiener_seconds": t_lib, "ratio": t_lib / t_bare}
-
-
-def environment(device: torch.device, bench: Benchmark, args: argparse.Namespace) -> dict:
-    """What produced the numbers: versions, hardware, data, commit."""
-    import numpy
-    import skimage
-
-    commit = git_commit()
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
-        "scikit-image": skimage.__version__,
-        "device": str(device),
-        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "cpu": cpu,
-        "torch_threads": torch.get_num_threads(),
-        "platform": platform.platform(),
-        "commit": commit,
-        "split": bench.split,
-        "data": bench.data,
-        "images": sorted(bench.images),
-        "kernels": len(bench.kernels),
-        "crop": bench.crop,
-        "note": bench.note,
-        "command": "python -m deblur_edu.bench " + " ".join(args.argv),
-    }
-
-
-def _layout(results: list[dict]) -> tuple[list[tuple[str, float]], list[str], dict]:
-    """Table layout shared by the printed and the README tables: columns (boundary, σ) with
-    ``valid`` first, methods in run order, and the rows keyed by (method, boundary, σ)."""
-    cols = sorted({(r["boundary"], r["sigma"]) for r in results}, key=lambda c: (c[0] != "valid", c[1]))
-    methods = list(dict.fromkeys(r["method"] for r in results))
-    return cols, methods, {(r["method"], r["boundary"], r["sigma"]): r for r in results}
-
-
-def format_table(results: list[dict], times: bool = True) -> str:
-    """Rows = methods; columns = PSNR/SSIM per (boundary, σ), then mean seconds per image
-    (left out with ``times=False``, e.g. where the output must be reproducible)."""
-    cols, methods, by = _layout(results)
-    head = f"{'method':<16}" + "".join(f"{b + ' σ=' + format(s, 'g'):>18}" for b, s in cols) + (f"{'s/image':>10}" if times else "")
-    lines = [head, f"{'':<16}" + "".join(f"{'PSNR / SSIM':>18}" for _ in cols), "-" * len(head)]
-    for m in methods:
-        cells = []
-        secs = []
-        for b, s in cols:
-            r = by.get((m, b, s))
-            cells.append(f"{r['psnr']:>9.2f} / {r['ssim']:.3f}" if r else f"{'—':>18}")
-            if r:
-                secs.append(r["seconds_per_image"])
-        seconds = f"{sum(secs) / len(secs):>10.4f}" if times else ""
-        lines.append(f"{m:<16}" + "".join(f"{c:>18}" for c in cells) + seconds)
-    return "\n".join(lines)
-
-
-def markdown_table(out: dict) -> str:
-    """The README's results table (mean PSNR dB / SSIM; seconds per image), from the JSON."""
-    cols, methods, by = _layout(out["results"])
-    lines = [
-        "| method | " + " | ".join(f"{b} σ={s:g}" for b, s in cols) + " | s / image |",
-        "|---|" + "---:|" * (len(cols) + 1),
-    ]
-    for m in methods:
-        rows = [by[(m, b, s)] for b, s in cols if (m, b, s) in by]
-        cells = [f"{r['psnr']:.2f} / {r['ssim']:.3f}" for r in rows]
-        t = sum(r["seconds_per_image"] for r in rows) / len(rows)
-        lines.append(f"| `{m}` | " + " | ".join(cells) + f" | {t:.4f} |")
-    env = out["environment"]
-    lines.append("")
-    lines.append(
-        f"Split `{env['split']}`: images {', '.join(env['images'])} ({env['crop']}² crops) × {env['kernels']} kernels; "
-        f"{env['cpu']}, {env['torch_threads']} threads, torch {env['torch']}; commit `{env['commit'][:10]}`."
-    )
-    if "speed" in out:
-        sp = out["speed"]["wiener_batch"]
-        lines.append(
-            f"Wiener on a batch of {sp['batch']} {sp['size']}² float32 images: {sp['wiener_seconds'] * 1e3:.1f} ms "
-            f"vs a bare FFT solve {sp['bare_fft_seconds'] * 1e3:.1f} ms (ratio {sp['ratio']:.2f})."
-        )
-    return "\n".join(lines)
-
-
-def block_bounds(path: str | Path, block: str) -> tuple[str, int, int]:
-    """``path``'s text and where its block's start marker begins and its end marker begins.
-
-    Refuses, naming the file, a missing file, a missing marker and an end marker that comes
-    only before the start marker — a CLI calls this before its run, so that a typo costs
-    seconds, not the run.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"README {path} does not exist.")
-    start, end = f"<!-- {block}:start -->", f"<!-- {block}:end -->"
-    content = path.read_text()
-    i = content.find(start)
-    j = content.find(end, i + len(start)) if i >= 0 else -1
-    if i >= 0 and j < 0 and end in content:
-        raise ValueError(f"{path}: the marker {end} comes before {start}; put the start marker first.")
-    if i < 0 or j < 0:
-        raise ValueError(f"{path} has no {start} … {end} block to fill.")
-    return content, i, j
-
-
-def replace_block(path: str | Path, block: str, text: str) -> None:
-    """Replace what lies between the markers ``<!-- BLOCK:start -->`` and ``<!-- BLOCK:end -->``
-    in ``path`` with ``text`` (generated tables: the README never holds a typed number)."""
-    content, i, j = block_bounds(path, block)
-    start, end = f"<!-- {block}:start -->", f"<!-- {block}:end -->"
-    Path(path).write_text(f"{content[:i]}{start}\n{text}\n{content[j:]}")
-
-
-def refuse_fallback(data: str, path: str | Path) -> None:
-    """Results of the offline fallback data (see :mod:`deblur_edu.benchmark_data`) never go
-    into a README, whose tables are the Levin × Set12 benchmark."""
-    if data == "fallback":
-        raise ValueError(f"the benchmark data is the offline fallback, not Levin × Set12: refusing to write its "
-                         f"numbers into {path}. Install the data (python -m deblur_edu.data download) or drop --readme.")
-
-
-def update_readme(path: str | Path, out: dict, block: str = "bench") -> None:
-    """Write :func:`markdown_table` of ``out`` into the README's ``block`` (never fallback results)."""
-    refuse_fallback(out["environment"].get("data", ""), path)
-    replace_block(path, block, markdown_table(out))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -364,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         if r["warnings"]:
             print(f"{r['method']}, {r['boundary']}, σ = {r['sigma']}: {r['warnings']} warning(s) over "
                   f"{len(bench.kernels)} batches; the first: {r['first_warning']}")
-    out = {"results": results, "environment": environment(device, bench, args)}
+    out = {"results": results, "environment": environment(device, bench, "python -m deblur_edu.bench " + " ".join(args.argv))}
     if not args.no_speed:
         out["speed"] = {"wiener_batch": wiener_speed(device)}
         s = out["speed"]["wiener_batch"]

@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .validation import MAX_PLAUSIBLE_VALUE, check_float_tensor
+from ..checks import MAX_PLAUSIBLE_VALUE, check_float_tensor
 
 
 def _pair(x_hat: torch.Tensor, x: torch.Tensor, crop: int, data_range: float) -> tuple[torch.Tensor, torch.Tensor]:

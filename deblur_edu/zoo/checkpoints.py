@@ -11,31 +11,21 @@ A model checkpoint is two files side by side:
   ``tol``, ``max_iter``, …) can change without an error.
 
 A checkpoint written before config hashes existed is re-signed, after checking that its
-config is the one it was trained with, by ``python -m deblur_edu.checkpoints sign NAME.json``.
+config is the one it was trained with, by ``python -m deblur_edu.zoo.checkpoints sign NAME.json``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 
-from .data import sha256
-
-
-def git_commit() -> str:
-    """The repository's HEAD commit, or "" outside a git checkout."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).parent)
-        return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
+from ..data import sha256
+from ..runtime import git_commit
 
 
 def config_sha256(meta: dict) -> str:
@@ -72,7 +62,7 @@ def read_metadata(path: str | Path) -> dict:
     path = Path(path).with_suffix(".json")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint metadata {path} is missing; a checkpoint is NAME.pt + NAME.json "
-                                f"written by deblur_edu.checkpoints.save_model (python -m deblur_edu.train).")
+                                f"written by deblur_edu.zoo.checkpoints.save_model (python -m deblur_edu.train).")
     try:
         meta = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -93,7 +83,7 @@ def load_metadata(path: str | Path) -> dict:
     recorded = meta.get("config_sha256")
     if recorded is None:
         raise ValueError(f"checkpoint metadata {path} has no config_sha256 (written before config hashes); if its "
-                         f"config is the one it was trained with, sign it: python -m deblur_edu.checkpoints sign {path}")
+                         f"config is the one it was trained with, sign it: python -m deblur_edu.zoo.checkpoints sign {path}")
     if recorded != config_sha256(meta):
         raise ValueError(f"the config in {path} is not the one the weights were trained with (its sha256 "
                          f"{config_sha256(meta)[:12]}… differs from the recorded {str(recorded)[:12]}…): settings such "
@@ -173,14 +163,14 @@ def record_metrics(checkpoint: str | Path, bench_json: str | Path, method: str) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m deblur_edu.checkpoints CHECKPOINT BENCH_JSON --method NAME`` records metrics;
-    ``python -m deblur_edu.checkpoints sign NAME.json [...]`` records config hashes."""
+    """``python -m deblur_edu.zoo.checkpoints CHECKPOINT BENCH_JSON --method NAME`` records metrics;
+    ``python -m deblur_edu.zoo.checkpoints sign NAME.json [...]`` records config hashes."""
     import argparse
     import sys
 
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["sign"]:
-        p = argparse.ArgumentParser(prog="python -m deblur_edu.checkpoints sign",
+        p = argparse.ArgumentParser(prog="python -m deblur_edu.zoo.checkpoints sign",
                                     description="record the config sha256 of checkpoints written before config hashes")
         p.add_argument("paths", nargs="+", help="NAME.json (or NAME.pt) of each checkpoint")
         a = p.parse_args(argv[1:])
@@ -190,9 +180,9 @@ def main(argv: list[str] | None = None) -> int:
             except (OSError, ValueError) as err:
                 p.error(str(err))
         return 0
-    p = argparse.ArgumentParser(prog="python -m deblur_edu.checkpoints",
+    p = argparse.ArgumentParser(prog="python -m deblur_edu.zoo.checkpoints",
                                 description="record benchmark metrics in a checkpoint's metadata "
-                                            "(or: python -m deblur_edu.checkpoints sign NAME.json ...)")
+                                            "(or: python -m deblur_edu.zoo.checkpoints sign NAME.json ...)")
     p.add_argument("checkpoint")
     p.add_argument("bench_json")
     p.add_argument("--method", required=True)

@@ -1,11 +1,11 @@
 """Chapter 6's measurements of the miniature AdaRevD: quality per sub-decoder, patch exiting.
 
-    python -m deblur_edu.adarevd_eval [--checkpoint deblur_edu/weights/adarevd-cpu]
+    python -m deblur_edu.experiments.ch6_adarevd_eval [--checkpoint deblur_edu/zoo/weights/adarevd-cpu]
         [--split test] [--crop N] [--tile 64] [--overlap 16] [--chunk 32] [--knobs -2 -1 0 1] [--repeats 3]
         [--json OUT] [--readme README.md] [--memory benchmarks/reversible_cost.json] [--record]
 
 On chapter 5's benchmark (Set12's test images × 8 camera shakes of 13 px that no training
-sample uses, ``valid`` blur, σ = 0.01; :func:`deblur_edu.reblur_eval.chapter_benchmark`):
+sample uses, ``valid`` blur, σ = 0.01; :func:`deblur_edu.experiments.ch5_reblur_eval.chapter_benchmark`):
 
 1. **PSNR/SSIM after each sub-decoder** on whole images, beside the chapter-5 U-Net whose
    encoder is frozen (its own decoder) — does more decoding help?
@@ -17,7 +17,7 @@ sample uses, ``valid`` blur, σ = 0.01; :func:`deblur_edu.reblur_eval.chapter_be
    the median over ``--repeats`` runs; the saving is ``1 − decoder time / reference's``.
    Also the classifier's accuracy on the test tiles.
 
-Peak training memory is measured by :mod:`deblur_edu.reversible_cost`.
+Peak training memory is measured by :mod:`deblur_edu.experiments.ch6_reversible_cost`.
 """
 
 from __future__ import annotations
@@ -31,33 +31,31 @@ from pathlib import Path
 
 import torch
 
-from .bench import block_bounds, refuse_fallback, replace_block
-from .benchmark_data import Benchmark, score_crop
-from .checkpoints import git_commit, load_model, write_metrics
-from .cli import positive_int, user_errors
-from .learned import AdaRevD
-from .learned.patch_exit import adaptive_deblur, degradation_class, exit_after
-from .learned.tiling import check_tiling, gather_tiles, tile_starts
-from .methods import WEIGHTS_DIR, load_shipped
-from .metrics import psnr, ssim
-from .reblur_eval import SHAKE_SIZE, chapter_benchmark
-from .runtime import write_json
+from ..bench.protocol import SHAKE_SIZE, Benchmark, chapter_benchmark, score_crop
+from ..bench.report import block_bounds, refuse_fallback, replace_block
+from ..cli import positive_int, user_errors
+from ..learned import AdaRevD
+from ..learned.patch_exit import adaptive_deblur, degradation_class, exit_after
+from ..learned.tiling import check_tiling, gather_tiles, tile_starts
+from ..metrics import psnr, ssim
+from ..runtime import pick_device, provenance, write_json
+from ..zoo import WEIGHTS_DIR, metadata, pretrained
+from ..zoo.checkpoints import write_metrics
 
 BOUNDARY, SIGMA = "valid", 0.01
 
 
 def load_adarevd(checkpoint: str | Path) -> AdaRevD:
     """A trained :class:`~deblur_edu.learned.AdaRevD` (hash-verified), in eval mode."""
-    from .train import MODELS
-
-    model, _ = load_model(checkpoint, MODELS["adarevd"].build, expected={"channels": 1})
-    return model.eval()
+    if metadata(str(checkpoint))["model_name"] != "adarevd":
+        raise ValueError(f"{checkpoint} is not an AdaRevD checkpoint.")
+    return pretrained(str(checkpoint))
 
 
 @torch.no_grad()
 def per_sub_decoder(model: AdaRevD, bench: Benchmark) -> dict:
     """Mean PSNR/SSIM after each sub-decoder (whole images), and the chapter-5 U-Net's."""
-    unet = load_shipped("reblur-l1-cpu", "reblur")
+    unet = pretrained("reblur-l1-cpu")
     n = len(model.decoder.columns)
     cols: dict[str, list[torch.Tensor]] = {f"{m}_{i}": [] for m in ("psnr", "ssim") for i in range(1, n + 1)}
     cols |= {"unet_psnr": [], "unet_ssim": [], "blurred_psnr": []}
@@ -163,7 +161,7 @@ def label(row: dict) -> str:
 
 
 def markdown(out: dict, memory: dict | None = None) -> str:
-    """The README's chapter-6 tables (with :mod:`~deblur_edu.reversible_cost`'s JSON: memory too)."""
+    """The README's chapter-6 tables (with :mod:`~deblur_edu.experiments.ch6_reversible_cost`'s JSON: memory too)."""
     q = out["sub_decoders"]
     head = "| | " + " | ".join(f"after sub-decoder {i}" for i in range(1, len(q["psnr"]) + 1)) + " | chapter-5 U-Net |"
     lines = [head, "|---" * (len(q["psnr"]) + 2) + "|",
@@ -190,12 +188,12 @@ def markdown(out: dict, memory: dict | None = None) -> str:
 def record(out: dict, checkpoint: Path) -> None:
     """Write the per-sub-decoder PSNR and the exiting curve into the checkpoint's metadata."""
     write_metrics(checkpoint, {"sub_decoders": out["sub_decoders"], "exiting": out["exiting"], "setting": out["setting"],
-                               "source": "python -m deblur_edu.adarevd_eval (benchmarks/adarevd.json)",
+                               "source": "python -m deblur_edu.experiments.ch6_adarevd_eval (benchmarks/adarevd.json)",
                                "commit": out["environment"]["commit"]})
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m deblur_edu.adarevd_eval", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m deblur_edu.experiments.ch6_adarevd_eval", description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", default=str(WEIGHTS_DIR / "adarevd-cpu"))
     p.add_argument("--split", default="test", choices=["test", "tune"])
     p.add_argument("--crop", type=positive_int, default=None, help="image crop (default: the benchmark's)")
@@ -209,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--readme", default=None, help="replace the <!-- adarevd --> block of this file")
     p.add_argument("--record", action="store_true", help="write the metrics into the checkpoint's metadata")
     p.add_argument("--memory", default=None, help="reversible_cost's JSON, for the README's memory line")
+    argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
     checkpoint = Path(args.checkpoint).with_suffix(".pt")
     with user_errors(p):  # every mistake in the arguments or the data: one line, exit 2, before the run
@@ -229,7 +228,9 @@ def main(argv: list[str] | None = None) -> int:
                        "kernel_size": SHAKE_SIZE, "crop": bench.crop, "checkpoint": str(checkpoint)},
            "sub_decoders": per_sub_decoder(model, bench),
            "exiting": exiting_curve(model, bench, args.tile, args.overlap, args.knobs, args.repeats, args.chunk)}
-    out["environment"] = {"commit": git_commit(), "torch": torch.__version__, "seconds": time.time() - start}
+    out["environment"] = {**provenance(pick_device("cpu"), split=bench.split, data=bench.data,
+                                       command="python -m deblur_edu.experiments.ch6_adarevd_eval " + " ".join(argv)),
+                          "seconds": time.time() - start}
     table = markdown(out, memory)
     print(table)
     if args.json:

@@ -1,15 +1,15 @@
 r"""Chapter 5's evaluation: are reblurring-trained images sharper, and what does it cost in PSNR?
 
-    python -m deblur_edu.reblur_eval [--json OUT] [--snapshots RUN_DIR] [--readme README.md]
+    python -m deblur_edu.experiments.ch5_reblur_eval [--json OUT] [--snapshots RUN_DIR] [--readme README.md]
         [--tta-steps 5] [--tta-lr 1e-4] [--tta-parameters all|decoder|head] [--lpips DIR]
         [--split test|tune] [--kernels shakes|levin] [--boundary valid] [--sigma 0.01]
 
 Every deblurrer runs on the split's Set12 images with chapter 5's kernels (camera shakes of
 the training size from unseen seeds; ``--kernels levin`` for Levin's), the benchmark's
-protocol (:mod:`deblur_edu.benchmark_data`), and each output ``x̂`` gets, on the scored interior:
+protocol (:mod:`deblur_edu.bench.protocol`), and each output ``x̂`` gets, on the scored interior:
 
 - **PSNR / SSIM** against the sharp image (distortion);
-- **blur effect** (:func:`deblur_edu.sharpness.blur_effect`, Crété-Roffet et al. 2007):
+- **blur effect** (:func:`deblur_edu.metrics.sharpness.blur_effect`, Crété-Roffet et al. 2007):
   no reference, no training, lower = sharper;
 - two measures of an *independent judge* ``J``: a reblurring module trained with another
   seed, on other data, beside its own L1 deblurrer (shipped as ``reblur-judge``). The
@@ -18,7 +18,7 @@ protocol (:mod:`deblur_edu.benchmark_data`), and each output ``x̂`` gets, on th
   self-supervised loss measured by another network; lower = cleaner.
   **Reblurring PSNR** ``PSNR(J(x̂), y)``: how well ``J`` rebuilds the blurry input from ``x̂``
   (Nah et al.'s measure); the better the deblurring, the harder to reblur, the lower it is;
-- **LPIPS** (:mod:`deblur_edu.lpips`) when its weights are present (``--lpips DIR``).
+- **LPIPS** (:mod:`deblur_edu.metrics.lpips`) when its weights are present (``--lpips DIR``).
 
 It writes three findings into one JSON: the table of deblurrers; the trend "clean images
 are hard to reblur" (reblurring PSNR against deblurring PSNR over Wiener, TV, RGDN and the
@@ -38,22 +38,21 @@ import torch
 import yaml
 from torch import nn
 
-from .bench import block_bounds, refuse_fallback, replace_block
-from .benchmark_data import Benchmark, interior, load_benchmark, score_crop
-from .checkpoints import git_commit, write_metrics
-from .cli import names, noise_level, positive_float, positive_int, user_errors
-from .learned import ReblurDeblurrer, adapt_at_test_time
-from .methods import METHODS, REBLUR_TTA, load_defaults, load_shipped
-from .metrics import psnr, ssim
-from .runtime import write_json
-from .sharpness import blur_effect
+from ..bench.methods import METHODS, REBLUR_TTA, load_defaults
+from ..bench.protocol import SHAKE_SIZE, Benchmark, chapter_benchmark, interior, score_crop
+from ..bench.report import block_bounds, refuse_fallback, replace_block
+from ..cli import names, noise_level, positive_float, positive_int, user_errors
+from ..learned import ReblurDeblurrer, adapt_at_test_time
+from ..metrics import blur_effect, psnr, ssim
+from ..metrics.lpips import load_lpips
+from ..runtime import git_commit, pick_device, provenance, write_json
+from ..zoo import pretrained
+from ..zoo.shipped import checkpoint_path
+from ..zoo.checkpoints import write_metrics
 
 #: the measures, and whether higher is better (reblurring PSNR: neither, it is the trend's axis)
 MEASURES = {"psnr": True, "ssim": True, "blur_effect": False, "reblur_gap": False, "reblur_psnr": None,
             "lpips": False}
-#: chapter 5's kernels: camera shakes of the training size, from seeds no training sample uses
-SHAKE_SIZE = 13
-SHAKE_SEEDS = {"test": 10**9, "tune": 2 * 10**9}
 #: the deblurrers of the table (benchmark method names), in order
 TABLE = ("wiener-taper", "tv", "rgdn", "reblur-l1", "reblur-l1-ft", "reblur")
 
@@ -115,11 +114,11 @@ def judge_quality(bench: Benchmark, judge: nn.Module, boundary: str, sigma: floa
     return {"reblur_gap_sharp": float(torch.cat(sharp).mean()), "reblur_gap_blurred": float(torch.cat(blurry).mean())}
 
 
-def record_judge(out: dict, weights_dir: Path) -> None:
+def record_judge(out: dict) -> None:
     """Write the judge's quality and where it was measured into ``reblur-judge.json``."""
-    write_metrics(weights_dir / "reblur-judge.json",
+    write_metrics(checkpoint_path("reblur-judge"),
                   {"judge": out["judge"], "setting": {k: out["setting"][k] for k in ("split", "boundary", "sigma", "cases")},
-                   "source": "python -m deblur_edu.reblur_eval (benchmarks/reblur.json)",
+                   "source": "python -m deblur_edu.experiments.ch5_reblur_eval (benchmarks/reblur.json)",
                    "commit": out["environment"]["commit"]})
 
 
@@ -237,33 +236,13 @@ def markdown(out: dict) -> str:
     return "\n".join(lines)
 
 
-def shake_kernels(split: str, n: int = 8) -> list[torch.Tensor]:
-    """Chapter 5's kernels: ``n`` camera shakes of ``SHAKE_SIZE`` px from seeds no training sample uses."""
-    from .kernels import camera_shake
-
-    return [camera_shake(SHAKE_SIZE, torch.Generator().manual_seed(SHAKE_SEEDS[split] + j)) for j in range(n)]
-
-
-def chapter_benchmark(split: str = "test", kernels: str = "shakes", crop: int | None = None,
-                      data_dir: str | None = None) -> Benchmark:
-    """Set12 (the split's images) with chapter 5's camera shakes, or with Levin's kernels."""
-    if kernels not in ("shakes", "levin"):
-        raise ValueError(f"kernels must be 'shakes' or 'levin', got {kernels!r}.")
-    bench = load_benchmark(split, crop=crop, data_dir=data_dir, fallback=True)
-    if kernels == "shakes":
-        data = "fallback" if bench.data == "fallback" else "shakes+" + bench.data.split("+")[-1]
-        bench = Benchmark(bench.split, bench.images, shake_kernels(split), bench.crop, bench.note, data)
-        bench.check_sizes()
-    return bench
-
-
 def learning_rates(text: str) -> list[float]:
     """An argparse type: comma-separated learning rates, each finite and > 0."""
     return [positive_float(t) for t in names(text)]
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m deblur_edu.reblur_eval", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m deblur_edu.experiments.ch5_reblur_eval", description=__doc__.split("\n")[0])
     p.add_argument("--split", default="test", choices=["test", "tune"])
     p.add_argument("--boundary", default="valid", choices=["valid", "circular"])
     p.add_argument("--sigma", type=noise_level, default=0.01)
@@ -279,7 +258,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tta-only", action="store_true", help="only the test-time adaptation")
     p.add_argument("--tta-sweep", type=learning_rates, default=None,
                    help="comma-separated learning rates: choose the adaptation's lr (use with --split tune)")
-    p.add_argument("--lpips", default=None, help="folder with the LPIPS weight files (optional; see deblur_edu.lpips)")
+    p.add_argument("--lpips", default=None, help="folder with the LPIPS weight files (optional; see deblur_edu.metrics.lpips)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--json", default=None)
     p.add_argument("--record", action="store_true", help="write the judge's quality into its shipped metadata")
@@ -352,14 +331,12 @@ def main(argv: list[str] | None = None) -> int:
             refuse_fallback(bench.data, args.readme)
         lpips = None
         if args.lpips:
-            from .lpips import load_lpips
-
             lpips = load_lpips(args.lpips)
         stages = snapshots(args.snapshots) if args.snapshots and not args.tta_only and not args.tta_sweep else None
     if bench.note:
         print("NOTE:", bench.note, file=sys.stderr)
-    judge = load_shipped("reblur-judge", "reblur").reblurrer
-    model = load_shipped("reblur-cpu", "reblur")
+    judge = pretrained("reblur-judge").reblurrer
+    model = pretrained("reblur-cpu")
     if args.tta_sweep:
         sweep = run_sweep(args, bench, model, judge)
         if args.json:
@@ -377,14 +354,12 @@ def main(argv: list[str] | None = None) -> int:
                                 args.tta_parameters)
     print(f"TTA: mean change {t['mean_change']}; sharper on {t['sharper_fraction']:.0%}; "
           f"guard stops {t['guard_stops']}/{t['cases']}", flush=True)
-    out["environment"] = {"commit": git_commit(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-                          "command": "python -m deblur_edu.reblur_eval " + " ".join(args.argv)}
+    out["environment"] = provenance(pick_device("cpu"), split=bench.split, data=bench.data,
+                                    command="python -m deblur_edu.experiments.ch5_reblur_eval " + " ".join(args.argv))
     if args.json:
         write_json(args.json, out)
     if args.record:
-        from .methods import WEIGHTS_DIR
-
-        record_judge(out, WEIGHTS_DIR)
+        record_judge(out)
     if args.readme and not args.tta_only:
         replace_block(args.readme, "reblur", markdown(out))
         print(f"updated the reblur block in {args.readme}")

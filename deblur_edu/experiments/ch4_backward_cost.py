@@ -1,6 +1,6 @@
 """What each way of training a DEQ costs: time per step, backward iterations, memory.
 
-    python -m deblur_edu.backward_cost [--modes jfb implicit-anderson implicit-cg neumann-5 unrolled]
+    python -m deblur_edu.experiments.ch4_backward_cost [--modes jfb implicit-anderson implicit-cg neumann-5 unrolled]
         [--iterations 5 10 20 50] [--size 96] [--batch 4] [--repeats 5] [--threads 2]
         [--checkpoint deq-jfb-cpu] [--json benchmarks/deq_cost.json] [--device cpu|cuda]
 
@@ -38,10 +38,15 @@ from typing import Callable
 
 import torch
 
-from .cli import positive_int, user_errors
-from .learned import DEQ
-from .learned.deq import parse_backward
-from .runtime import pick_device, synchronize, write_json
+from ..cli import positive_int, user_errors
+from ..data import dead_leaves
+from ..kernels import camera_shake
+from ..learned import DEQ
+from ..learned.deq import parse_backward
+from ..physics import Blur, add_noise, crop
+from ..runtime import pick_device, provenance, synchronize, write_json
+from ..train import load_config
+from ..zoo import metadata, pretrained
 
 
 def saved_tensor_bytes(step: Callable[[], None]) -> int:
@@ -84,10 +89,6 @@ def allocator_peak_bytes(step: Callable[[], None], device: torch.device) -> int 
 
 def problem(size: int, batch: int, device: torch.device, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A seeded training batch ``(y, k, x)``: dead-leaves scenes, one camera-shake kernel, σ = 0.01."""
-    from .data import dead_leaves
-    from .kernels import camera_shake
-    from .physics import Blur, add_noise, crop
-
     g = torch.Generator().manual_seed(seed)
     k = camera_shake(15, g)
     A = Blur(k, "valid")
@@ -112,14 +113,12 @@ def build(mode: str, model_cfg: dict, device: torch.device, iterations: int | No
 
 def model_and_weights(checkpoint: str | None) -> tuple[dict, dict | None]:
     """The ``deq-cpu`` preset's model config and no weights, or a shipped checkpoint's both."""
-    from .checkpoints import load_model
-    from .methods import WEIGHTS_DIR
-    from .train import load_config
-
     if checkpoint is None:
         return load_config("deq", "cpu")["model"], None
-    model, meta = load_model(WEIGHTS_DIR / f"{checkpoint}.pt", lambda cfg: DEQ(**cfg))
-    return meta["config"]["model"], model.state_dict()
+    meta = metadata(checkpoint)
+    if meta["model_name"] != "deq":
+        raise ValueError(f"{checkpoint} is a {meta['model_name']} checkpoint; the backward cost is measured on a DEQ.")
+    return meta["config"]["model"], pretrained(checkpoint).state_dict()
 
 
 def training_step(model: DEQ, y: torch.Tensor, k: torch.Tensor, x: torch.Tensor) -> tuple[float, float]:
@@ -188,7 +187,7 @@ def format_tables(out: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m deblur_edu.backward_cost", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m deblur_edu.experiments.ch4_backward_cost", description=__doc__.split("\n")[0])
     p.add_argument("--modes", nargs="+", default=["jfb", "implicit-anderson", "implicit-cg", "neumann-5", "unrolled"])
     p.add_argument("--memory-modes", nargs="+", default=["jfb", "implicit-anderson", "unrolled"])
     p.add_argument("--iterations", type=positive_int, nargs="+", default=[5, 10, 20, 50])
@@ -199,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=positive_int, default=2)
     p.add_argument("--device", default=None)
     p.add_argument("--json", default=None)
+    argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
     with user_errors(p):  # an unknown mode, a missing checkpoint: one line, exit 2
         for mode in (*args.modes, *args.memory_modes):
@@ -209,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     batch = problem(args.size, args.batch, device)
     model_cfg = {**model_cfg, "max_iter": 50}  # the seeds' cap, for the forward and the adjoint solve
     out = {"settings": {**vars(args), "model": model_cfg, "device": str(device), "torch": torch.__version__},
+           "provenance": provenance(device, data="dead leaves, one seeded camera shake",
+                                    command=" ".join([f"python -m {__spec__.name}", *argv])),
            "time": time_modes(args.modes, model_cfg, batch, args.repeats, device, state),
            "memory": memory_modes(args.memory_modes, args.iterations, model_cfg, batch, device, state=state)}
     print(format_tables(out))

@@ -12,8 +12,13 @@ from typing import Callable
 
 import torch
 
-from .classical.priors import grad, grad_adjoint, grad_otf_power, prox_tv
-from .physics import Blur, psf2otf
+from ..classical import wiener
+from ..classical.priors import grad, grad_adjoint, grad_otf_power, prox_tv
+from ..learned import Reblurrer, UNet
+from ..learned.fixed_point import picard
+from ..learned.reblur import frozen, reblur_module_loss, self_supervised_reblur_loss, supervised_reblur_loss
+from ..learned.reversible import Column
+from ..physics import Blur, psf2otf
 
 
 def _kernels() -> dict[str, torch.Tensor]:
@@ -71,8 +76,6 @@ def check_adjoint(blur: Callable, adjoint: Callable) -> None:
 
 def check_wiener(student: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]) -> None:
     """``student(y, k, balance)`` must be the gradient-regularised Wiener/Tikhonov filter."""
-    from .classical import wiener
-
     y = _image(seed=4)
     for name, k in _kernels().items():
         for balance in (1e-3, 1e-1):
@@ -198,8 +201,6 @@ def _contraction_problem():
 def check_jfb(student: Callable) -> None:
     """``student(T, x0)`` must solve ``x* = T(x*)`` without recording a graph and return
     ``T(x*)`` differentiable through that one application only (Jacobian-free backprop)."""
-    from .fixed_point import picard
-
     T, params, x0, target = _contraction_problem()
     out = student(T, x0)
     if not isinstance(out, torch.Tensor) or not out.requires_grad:
@@ -222,8 +223,6 @@ def check_jfb(student: Callable) -> None:
 # ----- assignment 5: reblurring losses ---------------------------------------------------
 def _reblur_pair(seed: int):
     """A tiny deblurrer ``M_D`` and reblurring module ``M_R`` (float64), seeded."""
-    from .learned import Reblurrer, UNet
-
     torch.manual_seed(seed)
     return UNet(width=4, levels=1).double(), Reblurrer(features=4, blocks=1).double()
 
@@ -236,8 +235,6 @@ def _images(n: int, seed: int) -> list[torch.Tensor]:
 def check_reblur_module_loss(student: Callable) -> None:
     """``student(M_R, deblurred, blurred, deblurred_sharp)`` = ``‖M_R(L̂) − B‖₁ + ‖M_R(M_D(S)) − M_D(S)‖₁``
     (mean absolute errors), training ``M_R`` only."""
-    from .learned.reblur import reblur_module_loss
-
     _, M_R = _reblur_pair(20)
     deblurred, blurred, deblurred_sharp = _images(3, 21)
     deblurred.requires_grad_(), deblurred_sharp.requires_grad_()
@@ -255,8 +252,6 @@ def check_reblur_module_loss(student: Callable) -> None:
 
 def check_supervised_reblur_loss(student: Callable) -> None:
     """``student(M_R, deblurred, sharp)`` = ``‖M_R(L̂) − M_R(S)‖₁`` with ``M_R(S)`` a fixed target."""
-    from .learned.reblur import supervised_reblur_loss
-
     _, M_R = _reblur_pair(22)
     M_R.requires_grad_(False)
     deblurred, sharp = _images(2, 23)
@@ -280,8 +275,6 @@ def reference_tta_step(M_D: torch.nn.Module, M_R: torch.nn.Module, y: torch.Tens
                        optimiser: torch.optim.Optimizer) -> float:
     """One step of test-time adaptation: minimise ``‖M_R(M_D(y)) − sg(M_D(y))‖₁`` over the
     optimiser's parameters, ``M_R`` frozen; returns the loss before the step."""
-    from .learned.reblur import frozen, self_supervised_reblur_loss
-
     with frozen(M_R):
         loss = self_supervised_reblur_loss(M_R, M_D(y))
         optimiser.zero_grad(set_to_none=True)
@@ -317,8 +310,6 @@ def check_tta_step(student: Callable) -> None:
 def _column_problem(seed: int = 30, widths: tuple[int, ...] = (3, 6, 12)):
     """A :class:`~deblur_edu.learned.reversible.Column` with random weights and ``α`` (float64),
     the encoder feature ``e`` and a random input state: the test problem of the column checks."""
-    from .learned.reversible import Column
-
     column = Column(list(widths)).double()
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():

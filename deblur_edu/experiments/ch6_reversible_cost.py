@@ -1,13 +1,13 @@
 """Training memory of reversible against plain sub-decoders (chapter 6).
 
-    python -m deblur_edu.reversible_cost [--columns 1 2 4] [--size 128] [--batch 8]
+    python -m deblur_edu.experiments.ch6_reversible_cost [--columns 1 2 4] [--size 128] [--batch 8]
         [--width 16] [--levels 3] [--device cpu|cuda] [--json OUT]
 
 For each number of sub-decoders it runs one training step (forward, the multi-decoder
 loss, backward) of a :class:`~deblur_edu.learned.reversible.ReversibleDecoder` on a U-Net
 encoder, once with ``reversible=True`` and once with ``reversible=False``, and reports the
 allocator's peak during the step (``torch.cuda.max_memory_allocated`` on a GPU, the
-profiler's memory timeline on a CPU; see :func:`deblur_edu.backward_cost.allocator_peak_bytes`)
+profiler's memory timeline on a CPU; see :func:`deblur_edu.experiments.ch4_backward_cost.allocator_peak_bytes`)
 and the ratio reversible / plain. The encoder is untrained: memory does not depend on the
 weights' values.
 """
@@ -19,10 +19,10 @@ import sys
 
 import torch
 
-from .backward_cost import allocator_peak_bytes
-from .cli import positive_int, user_errors
-from .learned import ReversibleDecoder, UNet, multi_decoder_loss
-from .runtime import pick_device, write_json
+from .ch4_backward_cost import allocator_peak_bytes
+from ..cli import positive_int, user_errors
+from ..learned import ReversibleDecoder, UNet, multi_decoder_loss
+from ..runtime import pick_device, write_json
 
 
 def step_peak(columns: int, reversible: bool, size: int, batch: int, width: int, levels: int,
@@ -52,7 +52,7 @@ def measure(columns: list[int], size: int, batch: int, width: int, levels: int, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m deblur_edu.reversible_cost", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m deblur_edu.experiments.ch6_reversible_cost", description=__doc__.split("\n")[0])
     p.add_argument("--columns", type=positive_int, nargs="+", default=[1, 2, 4])
     p.add_argument("--size", type=positive_int, default=128)
     p.add_argument("--batch", type=positive_int, default=8)

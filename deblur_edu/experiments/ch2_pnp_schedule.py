@@ -1,13 +1,13 @@
 r"""Plug-and-play's schedule, chosen on the tune split: how many HQS iterations, from which level.
 
-    python -m deblur_edu.experiments.pnp_schedule [--iterations 8 16 24] [--starts 0.1 0.19 0.3]
+    python -m deblur_edu.experiments.ch2_pnp_schedule [--iterations 8 16 24] [--starts 0.1 0.19 0.3]
         [--json benchmarks/pnp_schedule.json]
 
 For every (iterations, first denoising level) and every λ of the ``pnp`` method's grid, the mean
 PSNR over the tune split (Set12 05, 07 × 8 seeded camera shakes, both boundaries) at σ = 0.01 and
 0.03. A schedule's score is the mean over both σ, each at its best λ; the best schedule is
 printed with the PSNR it buys per σ. The benchmark's test images and kernels are never touched;
-``python -m deblur_edu.tune --methods pnp`` then tunes λ per σ for the chosen schedule.
+``python -m deblur_edu.bench.tune --methods pnp`` then tunes λ per σ for the chosen schedule.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import time
 
 import torch
 
-from ..bench import evaluate
-from ..benchmark_data import load_benchmark
-from ..methods import METHODS, PNP, load_defaults
+from ..bench.run import evaluate
+from ..bench.protocol import load_benchmark
+from ..bench.methods import METHODS, PNP, load_defaults
 from ..runtime import pick_device, provenance, write_json
-from ..tune import BOUNDARIES, TUNED_SIGMAS
+from ..bench.tune import BOUNDARIES, TUNED_SIGMAS
 
 
 def score(bench, device, defaults: dict, sigma: float, lam: float) -> float:
@@ -56,7 +56,7 @@ def sweep(bench, device, iterations: list[int], starts: list[float], lams: list[
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m deblur_edu.experiments.pnp_schedule", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m deblur_edu.experiments.ch2_pnp_schedule", description=__doc__.split("\n")[0])
     p.add_argument("--iterations", type=int, nargs="+", default=[8, 16, 24])
     p.add_argument("--starts", type=float, nargs="+", default=[0.1, 49 / 255, 0.3])
     p.add_argument("--json", default=None)

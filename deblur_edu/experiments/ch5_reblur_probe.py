@@ -27,13 +27,14 @@ blur *left in* ``L̂`` changes ``L̂`` clearly more than ``M_D(S)``; one that bl
 sees changes both alike. The trained modules of shipped checkpoints (``--shipped``: the
 critic ``reblur-module-cpu`` and the judge ``reblur-judge``) are measured the same way.
 
-    python -m deblur_edu.reblur_probe --steps 600 --json benchmarks/reblur_probe.json
+    python -m deblur_edu.experiments.ch5_reblur_probe --steps 600 --json benchmarks/reblur_probe.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -41,12 +42,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .cli import positive_int, user_errors
-from .data import BlurDataset
-from .learned import Reblurrer, UNet
-from .learned.reblur import reblur_module_loss
-from .runtime import seed_everything
-from .train import load_config, validation_batch
+from ..cli import positive_int, user_errors
+from ..learned import Reblurrer, UNet
+from ..learned.reblur import reblur_module_loss
+from ..runtime import git_commit, pick_device, provenance, seed_everything
+from ..synthesis import BlurDataset
+from ..train import load_config, validation_batch
+from ..zoo import pretrained
+from ..zoo.shipped import checkpoint_path
+from ..zoo.checkpoints import write_metrics
 
 SHAPES = {"resnet": lambda: Reblurrer(1, 32, 2), "unet": lambda: UNet(1, width=16, levels=2)}
 
@@ -115,11 +119,9 @@ def probe(M_D: nn.Module, recipe: dict, steps: int, shapes: list[str],
 def measure_shipped(M_D: nn.Module, names: list[str], recipe: dict) -> list[dict]:
     """:func:`measure` the reblurring modules of shipped chapter-5 checkpoints against ``M_D``, with
     the recipe's noise and without."""
-    from .methods import load_shipped
-
     rows = []
     for name in names:
-        M_R = load_shipped(name, "reblur").reblurrer
+        M_R = pretrained(name).reblurrer
         for sigma_max in (recipe["sigma_range"][1], 0.0):
             rows.append({"shape": name, "sigma_max": sigma_max,
                          **measure(M_D, M_R, {**recipe, "sigma_range": [0.0, sigma_max]})})
@@ -129,36 +131,32 @@ def measure_shipped(M_D: nn.Module, names: list[str], recipe: dict) -> list[dict
 def record_module(rows: list[dict], name: str, deblurrer: str) -> None:
     """Write what the probe measured of the shipped module ``name`` (against the shipped
     ``deblurrer``) into its metadata (``metrics``)."""
-    from .checkpoints import git_commit, write_metrics
-    from .methods import WEIGHTS_DIR
-
     measured = [r for r in rows if r["shape"] == name]
     if not measured:
         raise SystemExit(f"--record: {name} was not measured; keep it in --shipped.")
-    write_metrics(WEIGHTS_DIR / f"{name}.json",
+    write_metrics(checkpoint_path(name),
                   {"probe": measured, "against": deblurrer,
-                   "source": "python -m deblur_edu.reblur_probe --record (benchmarks/reblur_probe.json)",
+                   "source": "python -m deblur_edu.experiments.ch5_reblur_probe --record (benchmarks/reblur_probe.json)",
                    "commit": git_commit()})
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m deblur_edu.reblur_probe", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m deblur_edu.experiments.ch5_reblur_probe", description=__doc__.split("\n")[0])
     p.add_argument("--steps", type=positive_int, default=600)
     p.add_argument("--deblurrer", default="reblur-l1-cpu", help="shipped checkpoint whose M_D is frozen")
     p.add_argument("--shipped", default="reblur-module-cpu,reblur-judge",
                    help="shipped checkpoints whose trained M_R is measured too (comma-separated; '' for none)")
     p.add_argument("--json", default=None)
     p.add_argument("--record", action="store_true", help="write the measurement of reblur-module-cpu into its metadata")
+    argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
-    from .methods import load_shipped
-
     names = [n.strip() for n in args.shipped.split(",") if n.strip()]
     with user_errors(p):  # a missing checkpoint: one line, exit 2, before the probe's training runs
         if args.record and "reblur-module-cpu" not in names:
             raise ValueError("--record writes the measurement of reblur-module-cpu: keep it in --shipped.")
-        M_D = load_shipped(args.deblurrer, "reblur").deblurrer
+        M_D = pretrained(args.deblurrer).deblurrer
         for name in names:
-            load_shipped(name, "reblur")  # loaded once, kept for measure_shipped
+            pretrained(name)  # every named checkpoint must load before the probe's training runs
     recipe = load_config("reblur", "cpu")["data"]
     rows = probe(M_D, recipe, args.steps, list(SHAPES))
     shipped = measure_shipped(M_D, names, recipe)
@@ -172,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{1e3 * r['gap_deblurred']:>7.2f}{1e3 * r['gap_deblurred_sharp']:>8.2f}")
     if args.json:
         out = {"deblurrer": args.deblurrer, "recipe": recipe, "rows": rows, "shipped": shipped,
-               "environment": {"torch": torch.__version__, "threads": torch.get_num_threads()}}
+               "environment": provenance(pick_device("cpu"), data="the reblur-cpu recipe's training data",
+                                         command="python -m deblur_edu.experiments.ch5_reblur_probe " + " ".join(argv))}
         Path(args.json).write_text(json.dumps(out, indent=1))
         print(f"wrote {args.json}")
     if args.record:

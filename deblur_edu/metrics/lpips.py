@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .validation import check_image
+from ..checks import check_image
 
 ENV_VAR = "DEBLUR_EDU_LPIPS"
 BACKBONE_FILE = "alexnet-owt-7be5be79.pth"

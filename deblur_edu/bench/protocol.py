@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import centre_crop, load_image, sample_image, set12
-from .kernels import camera_shake, levin09
-from .physics import Blur, add_noise, scene_padding
+from ..data import centre_crop, levin09, load_image, sample_image, set12
+from ..kernels import camera_shake
+from ..physics import Blur, add_noise, scene_padding
 
 SPLITS = {
     "test": {"images": ["09", "10", "11", "12"], "crop": 256},
@@ -196,6 +196,31 @@ def fallback_benchmark(split: str, crop: int, reason: Exception) -> Benchmark:
     bench = Benchmark(split, images, kernels, min(crop, 256), note, data="fallback")
     bench.check_sizes()
     return bench
+
+
+# ----- chapter 5's kernels --------------------------------------------------------------
+#: chapter 5's kernels: camera shakes of the training size, from seeds no training sample uses
+SHAKE_SIZE = 13
+SHAKE_SEEDS = {"test": 10**9, "tune": 2 * 10**9}
+
+
+def shake_kernels(split: str, n: int = 8) -> list[torch.Tensor]:
+    """Chapter 5's kernels: ``n`` camera shakes of ``SHAKE_SIZE`` px from seeds no training sample uses."""
+    return [camera_shake(SHAKE_SIZE, torch.Generator().manual_seed(SHAKE_SEEDS[split] + j)) for j in range(n)]
+
+
+def chapter_benchmark(split: str = "test", kernels: str = "shakes", crop: int | None = None,
+                      data_dir: str | None = None) -> Benchmark:
+    """Set12 (the split's images) with chapter 5's camera shakes, or with Levin's kernels."""
+    if kernels not in ("shakes", "levin"):
+        raise ValueError(f"kernels must be 'shakes' or 'levin', got {kernels!r}.")
+    bench = load_benchmark(split, crop=crop, data_dir=data_dir, fallback=True)
+    if kernels == "shakes":
+        data = "fallback" if bench.data == "fallback" else "shakes+" + bench.data.split("+")[-1]
+        bench = Benchmark(bench.split, bench.images, shake_kernels(split), bench.crop, bench.note, data)
+        bench.check_sizes()
+    return bench
+
 
 
 def score_crop(k: torch.Tensor) -> int:

@@ -1,9 +1,9 @@
 """Every method of the book side by side: the comparison of chapter 7 and the README.
 
-    python -m deblur_edu.compare [--quick] [--methods a,b,...] [--json OUT] [--readme README.md]
+    python -m deblur_edu.bench.compare [--quick] [--methods a,b,...] [--json OUT] [--readme README.md]
         [--figure PNG] [--device cpu|cuda]
 
-Runs the benchmark of :mod:`deblur_edu.bench` (Set12 09–12 × Levin et al.'s 8 kernels,
+Runs the benchmark of :mod:`deblur_edu.bench.run` (Set12 09–12 × Levin et al.'s 8 kernels,
 ``valid`` and ``circular`` blur, σ = 0.01 and 0.03) on every method in :data:`COMPARED`
 that is available (learned ones need their shipped checkpoint), and adds what the bench
 does not know: each method's no-reference sharpness (blur effect, lower is sharper), its
@@ -20,12 +20,14 @@ import time
 
 import torch
 
-from .bench import block_bounds, check_methods, environment, evaluate, refuse_fallback, replace_block
-from .benchmark_data import Benchmark, load_benchmark
-from .cli import names, user_errors
-from .checkpoints import load_metadata
-from .methods import WEIGHTS_DIR, get_method, load_defaults, load_shipped
-from .runtime import pick_device, write_json
+from ..cli import names, user_errors
+from ..learned import AdaRevD, ReblurDeblurrer
+from ..runtime import pick_device, write_json
+from ..zoo.shipped import built_on, metadata
+from .methods import get_method, load_defaults, shipped_model
+from .protocol import Benchmark, load_benchmark
+from .report import block_bounds, environment, refuse_fallback, replace_block
+from .run import check_methods, evaluate
 
 #: the methods of the comparison, in the book's order, with the chapter that builds each
 COMPARED = {
@@ -35,21 +37,12 @@ COMPARED = {
 }
 #: quick mode: fast methods of every chapter, one image, two kernels, small crops
 QUICK = ("blurred", "wiener-taper", "tv", "rgdn", "reblur-l1", "adarevd")
-#: checkpoints built on others (chapter 6's frozen encoder; chapter 5's fine-tuned L1 U-Net and its
-#: critic): their training counts too
-ENCODER_OF = {"adarevd-cpu": ["reblur-l1-cpu"], "reblur-cpu": ["reblur-l1-cpu", "reblur-module-cpu"],
-              "reblur-l1-ft-cpu": ["reblur-l1-cpu"]}
-#: the model name under which each checkpoint is built (see :data:`deblur_edu.train.MODELS`)
-MODEL_OF = {"denoiser-cpu": "denoiser", "rgdn-cpu": "rgdn", "deq-jfb-cpu": "deq", "deq-implicit-cpu": "deq", "reblur-l1-cpu": "reblur",
-            "reblur-l1-ft-cpu": "reblur", "reblur-cpu": "reblur", "adarevd-cpu": "adarevd"}
 
 
 def inference_parameters(model: torch.nn.Module, method: str) -> int:
     """Weights a method uses at test time: the deblurrer only for the chapter-5 models (plus
     ``M_R`` for test-time adaptation), the encoder part of the U-Net, the sub-decoders and the
     classifier for AdaRevD, everything otherwise."""
-    from .learned import AdaRevD, ReblurDeblurrer
-
     count = lambda *modules: sum(p.numel() for m in modules for p in m.parameters())
     if isinstance(model, AdaRevD):
         unet = model.decoder.encoder
@@ -60,11 +53,12 @@ def inference_parameters(model: torch.nn.Module, method: str) -> int:
 
 
 def training_cost(checkpoint: str) -> dict:
-    """Minutes of training (with those of the checkpoints it is built on), steps and device."""
-    meta = load_metadata(WEIGHTS_DIR / f"{checkpoint}.pt")
+    """Minutes of training (with those of the checkpoints it was started from, :func:`built_on`:
+    chapter 6's frozen encoder, chapter 5's fine-tuned L1 U-Net and its critic), steps and device."""
+    meta = metadata(checkpoint)
     minutes = meta["training"]["wall_seconds"] / 60
-    for base in ENCODER_OF.get(checkpoint, []):
-        minutes += load_metadata(WEIGHTS_DIR / f"{base}.pt")["training"]["wall_seconds"] / 60
+    for base in built_on(checkpoint):
+        minutes += metadata(base)["training"]["wall_seconds"] / 60
     return {"minutes": minutes, "steps": meta["training"]["steps"], "device": meta["training"]["device"]}
 
 
@@ -73,7 +67,7 @@ def describe(method: str) -> dict:
     m = get_method(method)
     info = {"method": method, "chapter": COMPARED.get(method), "description": m.description}
     if m.checkpoint is not None:
-        model = load_shipped(m.checkpoint, MODEL_OF[m.checkpoint])
+        model = shipped_model(m.checkpoint, torch.device("cpu"))
         info |= {"checkpoint": m.checkpoint, "parameters": inference_parameters(model, method),
                  "training": training_cost(m.checkpoint)}
     return info
@@ -132,7 +126,7 @@ def figure(out: dict, path: str) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m deblur_edu.compare", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m deblur_edu.bench.compare", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="a subset on small crops (minutes on a CPU)")
     p.add_argument("--methods", type=names, default=None, help=f"comma-separated from {', '.join(COMPARED)}")
     p.add_argument("--json", default=None)
@@ -186,7 +180,7 @@ def run(args: argparse.Namespace, progress: bool = True,
         if progress:
             print(f"  done {m} ({time.time() - start:.0f} s)", file=sys.stderr, flush=True)
     return {"results": results, "methods": [describe(m) for m in methods],
-            "environment": environment(device, bench, args) | {"command": "python -m deblur_edu.compare " + " ".join(args.argv)},
+            "environment": environment(device, bench, "python -m deblur_edu.bench.compare " + " ".join(args.argv)),
             "seconds": time.time() - start}
 
 

@@ -2,10 +2,10 @@
 
 Usage::
 
-    python -m deblur_edu.tune [--out deblur_edu/tuned_defaults.json] [--methods a,b]
+    python -m deblur_edu.bench.tune [--out deblur_edu/bench/tuned_defaults.json] [--methods a,b]
 
 For each method with a weight and each tuned noise level σ ∈ {0.01, 0.03}, every value of
-the method's grid (:mod:`deblur_edu.methods`) is scored by the mean PSNR over the tune
+the method's grid (:mod:`deblur_edu.bench.methods`) is scored by the mean PSNR over the tune
 split — Set12 05 and 07, 224² crops, 8 seeded camera-shake kernels — on *both* boundary
 models (a method never learns which one made y); the best value is kept. The benchmark's
 test images and Levin's kernels are never touched.
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
-from .bench import evaluate
-from .benchmark_data import load_benchmark
-from .cli import names, user_errors
+from .run import evaluate
+from .protocol import load_benchmark
+from ..cli import names, user_errors
 from .methods import DEFAULTS_FILE, METHODS
 
 TUNED_SIGMAS = [0.01, 0.03]
@@ -49,7 +49,7 @@ def tune_method(bench, name: str, defaults: dict, device: torch.device) -> list[
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m deblur_edu.tune", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m deblur_edu.bench.tune", description=__doc__.split("\n")[0])
     p.add_argument("--out", default=str(DEFAULTS_FILE))
     p.add_argument("--methods", type=names, default=None, help="comma-separated subset (default: all with a weight)")
     p.add_argument("--data-dir", default=None)
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     out_path = Path(args.out)
     defaults = json.loads(out_path.read_text()) if out_path.is_file() else {}
     defaults.update({"sigmas": TUNED_SIGMAS, "split": "tune", "boundaries": BOUNDARIES,
-                     "recipe": "python -m deblur_edu.tune"})
+                     "recipe": "python -m deblur_edu.bench.tune"})
     defaults.setdefault("methods", {})
     start = time.time()
     for name in methods:  # registry order: tv is tuned before the hyper-Laplacian that starts from it

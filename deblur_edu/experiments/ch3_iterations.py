@@ -1,14 +1,14 @@
 """PSNR after every step of an unrolled method: does it rise up to the trained number of
 steps, and does it hold beyond?
 
-    python -m deblur_edu.iterations [--checkpoint rgdn-cpu] [--max-steps 24]
+    python -m deblur_edu.experiments.ch3_iterations [--checkpoint rgdn-cpu] [--max-steps 24]
         [--sigmas 0.01 0.03] [--json benchmarks/rgdn_steps.json]
 
 A learned optimizer is trained for a fixed number of steps T (RGDN: recursive supervision
 on steps 1…T). Run past T, it may keep improving, stall, or collapse — the last would mean
 it learned a T-step filter rather than an optimizer. One forward pass with
 ``return_all=True`` gives every step's estimate, so the curve costs one run of
-``max_steps`` steps. Cases follow the benchmark protocol (:mod:`deblur_edu.benchmark_data`,
+``max_steps`` steps. Cases follow the benchmark protocol (:mod:`deblur_edu.bench.protocol`,
 ``valid`` boundary, the default test split).
 """
 
@@ -19,10 +19,11 @@ import sys
 
 import torch
 
-from .benchmark_data import Benchmark, load_benchmark, score_crop
-from .cli import noise_level, positive_int, user_errors
-from .metrics import psnr
-from .runtime import pick_device, write_json
+from ..bench.protocol import Benchmark, load_benchmark, score_crop
+from ..cli import noise_level, positive_int, user_errors
+from ..metrics import psnr
+from ..runtime import pick_device, provenance, write_json
+from ..zoo import metadata, pretrained
 
 
 @torch.no_grad()
@@ -34,7 +35,7 @@ def psnr_per_step(model: torch.nn.Module, bench: Benchmark, sigma: float, max_st
 
     Example:
         >>> from deblur_edu.learned import RGDN
-        >>> from deblur_edu.benchmark_data import load_benchmark
+        >>> from deblur_edu.bench.protocol import load_benchmark
         >>> bench = load_benchmark("test", crop=64, fallback=True)
         >>> bench.kernels = bench.kernels[:1]
         >>> curve = psnr_per_step(RGDN(features=4, depth=2), bench, 0.01, max_steps=3)
@@ -55,23 +56,19 @@ def psnr_per_step(model: torch.nn.Module, bench: Benchmark, sigma: float, max_st
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .checkpoints import load_metadata
-    from .methods import WEIGHTS_DIR, load_shipped
-    from .train import MODELS
-
-    p = argparse.ArgumentParser(prog="python -m deblur_edu.iterations", description=__doc__.split("\n")[0])
-    p.add_argument("--checkpoint", default="rgdn-cpu", help="a shipped checkpoint in deblur_edu/weights")
-    p.add_argument("--model", default="rgdn", choices=sorted(MODELS))
+    p = argparse.ArgumentParser(prog="python -m deblur_edu.experiments.ch3_iterations", description=__doc__.split("\n")[0])
+    p.add_argument("--checkpoint", default="rgdn-cpu", help="a shipped checkpoint (deblur_edu/zoo/weights) or NAME.pt")
     p.add_argument("--max-steps", type=positive_int, default=24)
     p.add_argument("--sigmas", type=noise_level, nargs="+", default=[0.01, 0.03])
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default=None)
     p.add_argument("--json", default=None)
+    argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
     with user_errors(p):  # a missing checkpoint or data directory: one line, exit 2
         device = pick_device(args.device)
-        model = load_shipped(args.checkpoint, args.model).to(device)
-        trained = load_metadata(WEIGHTS_DIR / f"{args.checkpoint}.pt")["config"]["model"].get("steps")
+        model = pretrained(args.checkpoint, device=device)
+        trained = metadata(args.checkpoint)["config"]["model"].get("steps")
         bench = load_benchmark("test", data_dir=args.data_dir, fallback=True)
     if bench.note:
         print("NOTE:", bench.note, file=sys.stderr)
@@ -80,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         curves[str(sigma)] = psnr_per_step(model, bench, sigma, args.max_steps, device=device)
         print(f"σ={sigma}: " + " ".join(f"{t + 1}:{v:.2f}" for t, v in enumerate(curves[str(sigma)])), flush=True)
     out = {"checkpoint": args.checkpoint, "trained_steps": trained, "boundary": "valid",
-           "cases": len(bench.images) * len(bench.kernels), "note": bench.note, "psnr": curves}
+           "cases": len(bench.images) * len(bench.kernels), "note": bench.note, "psnr": curves,
+           "provenance": provenance(device, split=bench.split, data=bench.data,
+                                    command=" ".join([f"python -m {__spec__.name}", *argv]))}
     if args.json:
         write_json(args.json, out)
     return 0

@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .validation import check_image
+from ..checks import check_image
 
 #: luminance weights of scikit-image's ``rgb2gray`` (ITU-R BT.709)
 RGB_TO_GRAY = (0.2125, 0.7154, 0.0721)

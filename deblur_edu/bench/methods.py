@@ -5,7 +5,7 @@ by the batch, and the noise level σ — never the boundary mode that made ``y``
 methods may set their weights from σ (non-blind deconvolution knows its noise level).
 
 σ-dependent weights come from ``tuned_defaults.json``, written by
-``python -m deblur_edu.tune`` on the *tune* split only. Between and beyond the tuned
+``python -m deblur_edu.bench.tune`` on the *tune* split only. Between and beyond the tuned
 noise levels a weight follows the power law through its two tuned values:
 ``w(σ) = w₁·(σ/σ₁)^p`` with ``p = log(w₂/w₁) / log(σ₂/σ₁)``.
 """
@@ -21,11 +21,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .classical import hyper_laplacian, inverse_filter, richardson_lucy, tv_admm, wiener, wiener_padded
+from ..classical import hyper_laplacian, inverse_filter, richardson_lucy, tv_admm, wiener, wiener_padded
+from ..learned import adapt_at_test_time
+from ..learned.pnp import pnp_hqs
+from ..zoo import available, pretrained
 
 DEFAULTS_FILE = Path(__file__).with_name("tuned_defaults.json")
-#: shipped checkpoints of the learned methods (NAME.pt + NAME.json, see deblur_edu.checkpoints)
-WEIGHTS_DIR = Path(__file__).with_name("weights")
 SIGMA_FLOOR = 1e-3  # below this, weights are those of σ = 1e-3 (no log of 0)
 
 
@@ -33,7 +34,7 @@ def load_defaults(path: str | Path = DEFAULTS_FILE) -> dict:
     """The tuned hyper-parameters; a clear error when the file is missing."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing; recreate it with: python -m deblur_edu.tune")
+        raise FileNotFoundError(f"{path} is missing; recreate it with: python -m deblur_edu.bench.tune")
     return json.loads(path.read_text())
 
 
@@ -64,7 +65,7 @@ class Method:
 
     def available(self) -> bool:
         """False for a learned method whose shipped checkpoint is not there."""
-        return self.checkpoint is None or (WEIGHTS_DIR / self.checkpoint).with_suffix(".json").is_file()
+        return self.checkpoint is None or available(self.checkpoint)
 
     def __call__(self, y: torch.Tensor, k: torch.Tensor, sigma: float, defaults: dict | None = None) -> torch.Tensor:
         d = defaults if defaults is not None else load_defaults()
@@ -77,7 +78,7 @@ def tuned_weight(name: str, sigma: float, defaults: dict) -> float | None:
     if method.weight is None:
         return None
     if name not in defaults["methods"]:
-        raise KeyError(f"no tuned {method.weight} for {name!r}; rerun python -m deblur_edu.tune")
+        raise KeyError(f"no tuned {method.weight} for {name!r}; rerun python -m deblur_edu.bench.tune")
     return weight_at(sigma, defaults["sigmas"], defaults["methods"][name][method.weight])
 
 
@@ -124,52 +125,41 @@ def _hyper_laplacian(y, k, sigma, lam, defaults):
     x_tv = _tv(y, k, sigma, tuned_weight("tv", sigma, defaults), defaults)
     return hyper_laplacian(y, k, lam=lam, x0=x_tv)
 
-_LOADED: dict[str, torch.nn.Module] = {}
+#: the benchmark's own copies of the shipped models, one per (checkpoint, device), loaded on first use
+#: (so that the seconds per image measure deblurring, not loading)
+_MODELS: dict[tuple[str, str], torch.nn.Module] = {}
 
 
-def load_shipped(name: str, model_name: str) -> torch.nn.Module:
-    """Load (once) a shipped checkpoint from ``deblur_edu/weights``, hash-verified."""
-    if name not in _LOADED:
-        from .checkpoints import load_model
-        from .train import MODELS
-
-        path = WEIGHTS_DIR / f"{name}.pt"
-        if not path.with_suffix(".json").is_file():
-            raise FileNotFoundError(
-                f"the shipped checkpoint {path} is missing; its recipe is in the Makefile "
-                f"(make rgdn-checkpoint, make deq-checkpoints, make reblur-checkpoints, make adarevd-checkpoint): python -m deblur_edu.train {model_name} "
-                f"--config cpu, then copy runs/<run>/model.pt and model.json to {WEIGHTS_DIR}/{name}.*"
-            )
-        model, _ = load_model(path, MODELS[model_name].build, expected={"channels": 1})
-        _LOADED[name] = model.eval()
-    return _LOADED[name]
+def shipped_model(name: str, device: torch.device) -> torch.nn.Module:
+    """The shipped checkpoint ``name`` on ``device``, loaded once by :func:`deblur_edu.zoo.shipped`."""
+    key = (name, str(device))
+    if key not in _MODELS:
+        _MODELS[key] = pretrained(name, device=device)
+    return _MODELS[key]
 
 
-def _shipped(name: str, model_name: str):
+def _shipped(name: str):
     """A method that runs the shipped checkpoint ``name`` (no σ given: learned models are blind to it)."""
 
     def run(y, k, sigma, weight, defaults):
-        return load_shipped(name, model_name).to(y.device)(y, k)
+        return shipped_model(name, y.device)(y, k)
 
     return run
 
 
-#: plug-and-play's schedule besides λ (tuned per σ by ``python -m deblur_edu.tune``): HQS iterations,
+#: plug-and-play's schedule besides λ (tuned per σ by ``python -m deblur_edu.bench.tune``): HQS iterations,
 #: the first denoising level and CG iterations per data step, chosen on the *tune* split by
-#: ``python -m deblur_edu.experiments.pnp_schedule`` (benchmarks/pnp_schedule.json; a test keeps them equal)
+#: ``python -m deblur_edu.experiments.ch2_pnp_schedule`` (benchmarks/pnp_schedule.json; a test keeps them equal)
 PNP = {"iterations": 8, "sigma_start": 49 / 255, "cg_iterations": 10}
 
 
 def _pnp(y, k, sigma, lam, defaults):
     """Plug-and-play HQS with the shipped learned denoiser (:func:`deblur_edu.learned.pnp.pnp_hqs`)."""
-    from .learned.pnp import pnp_hqs
-
-    denoiser = load_shipped("denoiser-cpu", "denoiser").to(y.device)
-    return pnp_hqs(y, k, sigma, denoiser, lam=lam, **PNP)
+    return pnp_hqs(y, k, sigma, shipped_model("denoiser-cpu", y.device), lam=lam, **PNP)
 
 
 #: test-time adaptation of the chapter-5 deblurrer (Nah et al. 2022); the learning rate is the one
-#: ``python -m deblur_edu.reblur_eval --split tune --tta-sweep ...`` chose on the *tune* split
+#: ``python -m deblur_edu.experiments.ch5_reblur_eval --split tune --tta-sweep ...`` chose on the *tune* split
 #: (benchmarks/reblur_tta_tune.json; tests/test_shipped_reblur.py keeps the two equal)
 REBLUR_TTA = {"steps": 5, "lr": 3e-5, "parameters": "all"}
 
@@ -177,9 +167,7 @@ REBLUR_TTA = {"steps": 5, "lr": 3e-5, "parameters": "all"}
 def _reblur_tta(y, k, sigma, weight, defaults):
     """Per-image test-time adaptation: each image gets its own adapted copy of ``M_D``
     (the algorithm adapts to one image, so the loop over images is the method itself)."""
-    from .learned import adapt_at_test_time
-
-    model = load_shipped("reblur-cpu", "reblur").to(y.device)
+    model = shipped_model("reblur-cpu", y.device)
     with torch.enable_grad():
         outs = [adapt_at_test_time(model.deblurrer, model.reblurrer, y[i : i + 1], **REBLUR_TTA)[0]
                 for i in range(y.shape[0])]
@@ -214,30 +202,30 @@ METHODS: dict[str, Method] = {
         Method("pnp", _pnp, "lam", _logspace(-2, 0, 9),
                "plug-and-play: border-aware HQS whose prior step is the learned Gaussian denoiser "
                "(DPIR's schedule, Zhang et al. 2021), shipped checkpoint", checkpoint="denoiser-cpu"),
-        Method("rgdn", _shipped("rgdn-cpu", "rgdn"), None, [],
+        Method("rgdn", _shipped("rgdn-cpu"), None, [],
                "learned gradient descent (Gong et al. 2020), shipped checkpoint", checkpoint="rgdn-cpu"),
-        Method("deq-jfb", _shipped("deq-jfb-cpu", "deq"), None, [],
+        Method("deq-jfb", _shipped("deq-jfb-cpu"), None, [],
                "deep-equilibrium network trained with JFB (Fung et al. 2022), shipped checkpoint",
                checkpoint="deq-jfb-cpu"),
-        Method("deq-implicit", _shipped("deq-implicit-cpu", "deq"), None, [],
+        Method("deq-implicit", _shipped("deq-implicit-cpu"), None, [],
                "the same DEQ trained with implicit backprop (Anderson adjoint solve), shipped checkpoint",
                checkpoint="deq-implicit-cpu"),
-        Method("feedforward", _shipped("feedforward-cpu", "feedforward"), None, [],
+        Method("feedforward", _shipped("feedforward-cpu"), None, [],
                "CNN once on the Tikhonov start (the DEQ's size, no equilibrium), shipped checkpoint",
                checkpoint="feedforward-cpu"),
-        Method("reblur-l1", _shipped("reblur-l1-cpu", "reblur"), None, [],
+        Method("reblur-l1", _shipped("reblur-l1-cpu"), None, [],
                "blind U-Net deblurrer trained with L1 only (chapter 5), shipped checkpoint",
                checkpoint="reblur-l1-cpu"),
-        Method("reblur-l1-ft", _shipped("reblur-l1-ft-cpu", "reblur"), None, [],
+        Method("reblur-l1-ft", _shipped("reblur-l1-ft-cpu"), None, [],
                "the L1 U-Net fine-tuned 600 more steps with L1 alone: the control of reblur, shipped checkpoint",
                checkpoint="reblur-l1-ft-cpu"),
-        Method("reblur", _shipped("reblur-cpu", "reblur"), None, [],
+        Method("reblur", _shipped("reblur-cpu"), None, [],
                "the L1 U-Net fine-tuned 600 steps with L1 + supervised reblurring loss (Nah et al. 2022), "
                "a frozen reblurring module as critic, shipped checkpoint", checkpoint="reblur-cpu"),
         Method("reblur-tta", _reblur_tta, None, [],
                "the L1 + reblur U-Net adapted per image by the self-supervised reblurring loss, shipped checkpoint",
                checkpoint="reblur-cpu"),
-        Method("adarevd", _shipped("adarevd-cpu", "adarevd"), None, [],
+        Method("adarevd", _shipped("adarevd-cpu"), None, [],
                "chapter 5's L1 U-Net encoder, frozen, with reversible sub-decoders (AdaRevD, Mao et al. 2024), "
                "whole image through every sub-decoder, shipped checkpoint", checkpoint="adarevd-cpu"),
     ]

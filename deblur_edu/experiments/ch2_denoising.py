@@ -1,6 +1,6 @@
 r"""How good a prior is the learned denoiser? Gaussian denoising on Set12 09–12 against TV.
 
-    python -m deblur_edu.experiments.denoising [--checkpoint denoiser-cpu] [--sigmas 0.01 0.03 0.05 0.1]
+    python -m deblur_edu.experiments.ch2_denoising [--checkpoint denoiser-cpu] [--sigmas 0.01 0.03 0.05 0.1]
         [--json benchmarks/denoiser.json]
 
 For each σ: the noisy input ``y = x + σ n`` of each test image (256² centre crops, noise from a
@@ -17,16 +17,13 @@ import sys
 import numpy as np
 import torch
 
-from ..benchmark_data import SPLITS, case_seed
-from ..checkpoints import load_model
+from ..bench.protocol import SPLITS, case_seed
 from ..classical import tv_admm
 from ..data import centre_crop, set12
-from ..methods import WEIGHTS_DIR
 from ..metrics import psnr
 from ..physics import add_noise
-from ..runtime import pick_device, write_json
-from ..train import MODELS
-from ..runtime import provenance
+from ..runtime import pick_device, provenance, write_json
+from ..zoo import metadata, pretrained
 
 SIGMAS = [0.01, 0.03, 0.05, 0.1]
 TV_GRID = [float(v) for v in np.logspace(-3, -0.5, 11)]
@@ -76,7 +73,7 @@ def format_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m deblur_edu.experiments.denoising", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m deblur_edu.experiments.ch2_denoising", description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", default="denoiser-cpu", help="a shipped name or a path to NAME.pt")
     p.add_argument("--sigmas", type=float, nargs="+", default=SIGMAS)
     p.add_argument("--json", default=None)
@@ -88,11 +85,12 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--sigmas must lie in (0, 1), got {args.sigmas}.")
     try:
         device = pick_device(args.device)
-        path = WEIGHTS_DIR / f"{args.checkpoint}.pt" if "/" not in args.checkpoint else args.checkpoint
-        denoiser, _ = load_model(path, MODELS["denoiser"].build)
+        if metadata(args.checkpoint)["model_name"] != "denoiser":
+            raise ValueError(f"{args.checkpoint} is not a denoiser checkpoint.")
+        denoiser = pretrained(args.checkpoint, device=device)
     except (OSError, ValueError) as err:
         p.error(str(err))
-    rows = measure(denoiser.to(device).eval(), args.sigmas, device, args.data_dir)
+    rows = measure(denoiser, args.sigmas, device, args.data_dir)
     print(format_table(rows))
     if args.json:
         write_json(args.json, {"rows": rows, "checkpoint": str(args.checkpoint),

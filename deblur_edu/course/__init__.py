@@ -1,0 +1,1 @@
+"""The course: automatic checks of the assignments (:mod:`.grading`)."""
