@@ -111,14 +111,14 @@ reblur-checkpoints: setup
 	$(PY) -m deblur_edu.experiments.ch5_reblur_probe --steps 600 --json benchmarks/reblur_probe.json --record
 
 # the learned Gaussian denoiser and plug-and-play (chapter 2's last section): train on the photographs,
-# copy, measure it as a denoiser, choose pnp's schedule and then its λ per σ on the tune split, benchmark
+# copy, measure it as a denoiser, choose pnp's schedule and then its λ per σ on the tune split (both written
+# into deblur_edu/bench/tuned_defaults.json), benchmark
 # pnp on the test split (README block) and on the second test set, record; and the synthesis speed
 denoiser-checkpoint: setup
 	$(PY) -m deblur_edu.train denoiser --config cpu --out runs/denoiser-cpu --resume --no-progress
 	$(MAKE) copy-runs RUNS="denoiser-cpu:denoiser-cpu"
 	$(PY) -m deblur_edu.experiments.ch2_denoising --json benchmarks/denoiser.json
 	$(PY) -m deblur_edu.experiments.ch2_pnp_schedule --json benchmarks/pnp_schedule.json
-	@echo "PNP in deblur_edu/bench/methods.py must carry the chosen schedule (tests/test_shipped_denoiser.py checks it)"
 	$(PY) -m deblur_edu.bench.tune --methods pnp
 	$(PY) -m deblur_edu.bench --methods tv,hyper-laplacian,pnp --boundaries valid circular --json benchmarks/pnp.json \
 	  --no-speed --readme README.md --readme-block pnp

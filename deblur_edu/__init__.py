@@ -1,8 +1,9 @@
 """deblur_edu — image deblurring from first principles to current research.
 
-Modules, in the order data flows through them: :mod:`kernels` and :mod:`data` →
-:mod:`physics` (the blur operator) → :mod:`classical` (and, later, learned methods) →
-:mod:`metrics` → :mod:`bench`.
+One folder per part of the architecture, imports flowing one way: :mod:`checks`,
+:mod:`runtime` → :mod:`kernels`, :mod:`metrics` → :mod:`physics` (the blur operator), :mod:`data`
+→ :mod:`synthesis` (training batches), :mod:`classical` → :mod:`learned` → :mod:`zoo` (named
+models, checkpoints) → :mod:`train` → :mod:`bench` → :mod:`experiments`, :mod:`course`, :mod:`show`.
 """
 
 from . import classical, data, kernels, metrics, physics

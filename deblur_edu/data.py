@@ -14,7 +14,7 @@ Layout inside it::
     set12/01.png … set12/12.png
     photos/*.png|jpg               natural photographs for *training* (never test images)
 
-``photos/`` is filled by ``python -m deblur_edu.data download-photos`` (the 400 train + val
+``photos/`` is filled by ``python -m deblur_edu.data download-photos`` (the 300 train + val
 images of BSDS500, online) or by hand with any photographs you may train on; the project's
 own collection lives in its shared data folder. :func:`load_photos` refuses a file that is
 one of the benchmark's test images.
@@ -357,7 +357,7 @@ def photo_files(folder: str | Path | None = None, data_dir_: str | Path | None =
     files = sorted(f for f in root.glob("*") if f.suffix.lower() in IMAGE_SUFFIXES) if root.is_dir() else []
     if not files:
         raise FileNotFoundError(
-            f"no training photographs (.png/.jpg) in {root}. Download BSDS500's 400 train + val images with "
+            f"no training photographs (.png/.jpg) in {root}. Download BSDS500's 300 train + val images with "
             f"'python -m deblur_edu.data download-photos' (online), or put photographs you may train on there.")
     return files
 
@@ -385,9 +385,10 @@ def load_photos(folder: str | Path | None = None, data_dir_: str | Path | None =
 
 
 #: BSDS500 (Arbeláez, Maire, Fowlkes & Malik, "Contour detection and hierarchical image
-#: segmentation", IEEE TPAMI 2011): its 200 train + 100 val images are the usual training set
-#: of denoisers (with BSD's 100 test images: "BSD400", Zhang et al. 2017). No checksum of the
-#: archive is published, so the first download records its sha256 and later ones must match it.
+#: segmentation", IEEE TPAMI 2011): its 200 train + 100 val images, the part of the Berkeley images
+#: that denoisers train on (DnCNN's "BSD400", Zhang et al. 2017, adds Berkeley test images; BSDS500's
+#: test set holds the BSD68 benchmark, so it is left out here). No checksum of the archive is
+#: published, so the first download records its sha256 and later ones must match it.
 BSDS500_URL = "https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/BSR/BSR_bsds500.tgz"
 BSDS500_SPLITS = ("train", "val")
 BSDS500_PREFIX = "BSR/BSDS500/data/images/"
@@ -397,9 +398,10 @@ def download_photos(root: str | Path | None = None, url: str = BSDS500_URL) -> l
     """Download BSDS500 and write its train + val images into ``root/photos`` as 8-bit gray PNGs.
 
     Trust on first use: BSDS500 publishes no checksum, so the archive's sha256 is recorded in
-    ``photos/bsds500.sha256`` the first time and every later download must match it. The
-    archive goes to a temporary file that is deleted whatever happens; only the converted
-    images are kept (``bsds500-<split>-<id>.png``).
+    ``photos/bsds500.sha256`` the first time and every later download must match it. The archive
+    and the converted images go to a temporary folder; the images move into ``photos/`` only when
+    all of them were converted, and the folder is deleted whatever happens — a failure leaves
+    nothing behind. The images are named ``bsds500-<split>-<id>.png``.
     """
     import tarfile
 
@@ -408,19 +410,20 @@ def download_photos(root: str | Path | None = None, url: str = BSDS500_URL) -> l
     photos = Path(root if root is not None else data_dir()) / PHOTOS
     new_dirs = [d for d in (photos, *photos.parents) if not d.exists()]
     photos.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=photos, prefix=".bsds500.", suffix=".tgz.part")
+    staging = Path(tempfile.mkdtemp(dir=photos, prefix=".bsds500."))
     try:
-        with os.fdopen(fd, "wb") as out:
+        archive_path = staging / "BSR_bsds500.tgz"
+        with open(archive_path, "wb") as out:
             copy_url(url, out, f"This machine seems to be offline (or the server cannot be reached). Put photographs "
                                f"you may train on (.png/.jpg) into {photos} instead, or set {ENV_VAR} to a folder whose "
                                f"photos/ holds them.")
-        got = sha256(tmp)
+        got = sha256(archive_path)
         record = photos / "bsds500.sha256"
         if record.is_file() and record.read_text().split()[0] != got:
             raise OSError(f"sha256 mismatch for {url}: this archive is {got}, the first download was "
                           f"{record.read_text().split()[0]} ({record}); nothing was written.")
-        written = []
-        with tarfile.open(tmp) as archive:
+        converted = []
+        with tarfile.open(archive_path) as archive:
             for member in archive.getmembers():
                 parts = member.name.removeprefix(BSDS500_PREFIX).split("/")
                 if not member.name.startswith(BSDS500_PREFIX) or len(parts) != 2 or parts[0] not in BSDS500_SPLITS \
@@ -428,18 +431,17 @@ def download_photos(root: str | Path | None = None, url: str = BSDS500_URL) -> l
                     continue
                 image = io.imread(archive.extractfile(member))
                 gray = np.clip(np.round(to_gray(image / 255.0) * 255), 0, 255).astype(np.uint8)
-                target = photos / f"bsds500-{parts[0]}-{Path(parts[1]).stem}.png"
-                io.imsave(target, gray, check_contrast=False)
-                written.append(target)
-        if not written:
+                converted.append(staging / f"bsds500-{parts[0]}-{Path(parts[1]).stem}.png")
+                io.imsave(converted[-1], gray, check_contrast=False)
+        if not converted:
             raise OSError(f"{url} holds no {BSDS500_PREFIX}{{train,val}}/*.jpg images; is it BSR_bsds500.tgz?")
+        written = [Path(shutil.move(str(f), photos / f.name)) for f in converted]
         if not record.is_file():
             record.write_text(f"{got}  {url}\n")
             print(f"recorded the archive's sha256 (no published checksum exists) in {record}")
         return written
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        shutil.rmtree(staging, ignore_errors=True)
         for d in new_dirs:  # deepest first; only the ones this call made, and only if still empty
             if d.is_dir() and not any(d.iterdir()):
                 d.rmdir()
@@ -453,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     dl.add_argument("--dir", default=None, help="target folder (default: the user cache directory)")
     dl.add_argument("--base-url", default=BASE_URL)
     sub.add_parser("where", help="print the data directory in use")
-    ph = sub.add_parser("download-photos", help="download BSDS500's 400 train + val images for training (network)")
+    ph = sub.add_parser("download-photos", help="download BSDS500's 300 train + val images for training (network)")
     ph.add_argument("--dir", default=None, help="data folder; photos go to DIR/photos (default: the data directory)")
     ph.add_argument("--url", default=BSDS500_URL)
     args = parser.parse_args(argv)

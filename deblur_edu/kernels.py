@@ -1,7 +1,7 @@
 """Blur kernels (point-spread functions): defocus, motion, camera shake (single and batched).
 
-Every function returns a float tensor of shape ``(1, 1, h, w)`` that is non-negative and
-sums to 1, ready for :class:`deblur_edu.physics.Blur`. Random kernels take an explicit
+Every function returns a float tensor of shape ``(1, 1, h, w)`` (``camera_shakes``: ``(n, 1, h, w)``,
+one kernel per image) that is non-negative and sums to 1, ready for :class:`deblur_edu.physics.Blur`. Random kernels take an explicit
 ``torch.Generator`` so experiments are reproducible.
 """
 

@@ -7,6 +7,8 @@ import json
 import platform
 import random
 import subprocess
+import time
+from typing import Callable
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,25 @@ def synchronize(device: torch.device) -> None:
     """Wait for queued GPU work, so wall-clock timings measure the computation."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def interleaved_medians(fns: dict[str, Callable[[], object]], rounds: int = 21,
+                        device: torch.device | None = None) -> dict[str, float]:
+    """Median wall time (seconds) of each function, the functions called in turn ``rounds`` times
+    (after one warm-up call each), so that drift in the machine's load hits them alike; the GPU is
+    synchronised around every call. Timings compare as ratios measured side by side in one run."""
+    device = device or torch.device("cpu")
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            synchronize(device)
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: sorted(ts)[len(ts) // 2] for name, ts in times.items()}
 
 
 def seed_everything(seed: int) -> torch.Generator:

@@ -47,6 +47,11 @@ def step_generator(seed: int, step: int, device: torch.device | str = "cpu") -> 
     return torch.Generator(device=device).manual_seed(int(key, 16))
 
 
+def quantise_8bit(y: torch.Tensor) -> torch.Tensor:
+    """What a camera stores: clipped to [0, 1] and rounded to 256 levels."""
+    return torch.round(y.clamp(0, 1) * 255) / 255
+
+
 class ImageBank:
     """Gray training images stored back to back in one flat tensor, cropped in batches.
 
@@ -76,6 +81,7 @@ class ImageBank:
         planes = [img.reshape(img.shape[-2:]) for img in images]
         self.device = torch.device(device)
         self.sizes = torch.tensor([p.shape for p in planes], device=self.device)
+        self._smallest_side = min(min(p.shape) for p in planes)  # a Python int: no device read per batch
         lengths = self.sizes.prod(1)
         self.offsets = torch.cumsum(lengths, 0) - lengths
         self.pixels = torch.cat([p.reshape(-1).float() for p in planes]).to(self.device)
@@ -88,7 +94,7 @@ class ImageBank:
         return len(self.sizes)
 
     def smallest_side(self) -> int:
-        return int(self.sizes.min())
+        return self._smallest_side
 
     def crops(self, n: int, size: int, generator: torch.Generator) -> torch.Tensor:
         """``n`` random ``size``×``size`` crops, each in one of the 8 orientations of the square.
@@ -246,7 +252,7 @@ class BlurSynthesis:
         noise = torch.randn(size, 1, self.patch, self.patch, generator=g, device=self.device)
         y = A(scene) + sigma[:, None, None, None] * noise
         if self.quantise:
-            y = torch.round(y.clamp(0, 1) * 255) / 255
+            y = quantise_8bit(y)
         return {"blurred": y, "sharp": crop(scene, A.pads), "kernel": k, "sigma": sigma}
 
 
@@ -357,7 +363,7 @@ class BlurDataset(torch.utils.data.Dataset):
         sigma = lo + (hi - lo) * float(torch.rand(1, generator=g))
         y, x = valid_blur_pair(scene, k, sigma, g)
         if self.quantise:
-            y = torch.round(y.clamp(0, 1) * 255) / 255
+            y = quantise_8bit(y)
         return {"blurred": y[0], "sharp": x[0], "kernel": k[0], "sigma": torch.tensor(sigma)}
 
 
@@ -380,6 +386,8 @@ def from_config(data: dict, device: torch.device | str = "cpu") -> BlurSynthesis
     task = data.pop("task", None)
     if task not in TASKS:
         raise ValueError(f"data.task must be one of {TASKS}, got {task!r}.")
+    if not isinstance(data.get("patch"), int) or data["patch"] < 1:
+        raise ValueError(f"data.patch must be a number of pixels >= 1, got {data.get('patch')!r}.")
     folder = data.pop("photos", None)
     side = data["patch"] + (data.get("kernel_size", 1) - 1 if task == "deblur" else 0)
     photos = ImageBank(list(load_photos(folder, min_side=side).values()), device)
@@ -396,11 +404,16 @@ def from_config(data: dict, device: torch.device | str = "cpu") -> BlurSynthesis
 
 def describe(data: dict) -> str:
     """The data recipe of a config, for a checkpoint's metadata: what was drawn, from which
-    photographs (names and one sha256 over their files)."""
-    files = photo_files(data.get("photos"))
+    photographs (the ones a crop fits in: names and one sha256 over their files)."""
+    side = data["patch"] + (data.get("kernel_size", 1) - 1 if data["task"] == "deblur" else 0)
+    used = load_photos(data.get("photos"), min_side=side)
+    files = [f for f in photo_files(data.get("photos")) if f.stem in used]
     digest = hashlib.sha256("".join(f"{f.name}:{sha256(f)}\n" for f in files).encode()).hexdigest()
-    what = ("camera-shake kernels, valid blur, noise sigma ~ U(sigma_range), 8-bit quantised"
-            if data["task"] == "deblur" else "Gaussian noise sigma ~ U(sigma_range)")
+    if data["task"] == "deblur":
+        what = ("camera-shake kernels, valid blur, noise sigma ~ U(sigma_range)"
+                + (", 8-bit quantised" if data.get("quantise", True) else ""))
+    else:
+        what = "Gaussian noise, sigma log-uniform on sigma_range"
     return (f"deblur_edu.synthesis.from_config(config['data']): crops of {len(files)} photographs "
             f"({', '.join(f.stem for f in files)}; sha256 of their files {digest}), "
             f"dead leaves as a fraction {data.get('dead_leaves_fraction', 0)}, {what}; "

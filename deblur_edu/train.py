@@ -1,6 +1,6 @@
 """The one training loop, for every learned model of the book.
 
-    python -m deblur_edu.train MODEL --config PRESET|FILE.yaml [--out DIR] [--resume]
+    python -m deblur_edu.train MODEL --config PRESET|FILE.yaml [--out DIR] [--resume | --restart]
     torchrun --nproc_per_node=N -m deblur_edu.train MODEL --config ...   # data-parallel
 
 ``PRESET`` names ``deblur_edu/configs/MODEL-PRESET.yaml`` (e.g. ``rgdn --config cpu``).
@@ -22,9 +22,10 @@ so a long run fits into sessions or a lent GPU's command limit); with ``train.sn
 ``model.pt`` + ``model.json`` (see :mod:`deblur_edu.zoo.checkpoints`).
 
 Under ``torchrun`` it uses DistributedDataParallel (gloo on CPU, NCCL on GPU): each
-process draws a different shard of every batch from a ``DistributedSampler``, gradients
-are averaged, and only rank 0 logs and writes files. N processes with batch ``b`` take the
-same steps as one process with batch ``N·b`` (tested).
+process takes a different shard of every global batch (from a ``DistributedSampler`` for the
+per-sample recipe; a slice of the synthesised global batch for a ``task``), gradients are
+averaged, and only rank 0 logs and writes files. N processes with batch ``b`` take the same
+steps as one process with batch ``N·b`` (tested).
 """
 
 from __future__ import annotations
@@ -314,7 +315,7 @@ def train(model_name: str, cfg: dict, out: str | Path, resume: bool = False, dev
         "model_name": model_name,
         "config": cfg,
         "data_recipe": synthesis.describe(cfg["data"]) if "task" in cfg["data"] else
-                       "deblur_edu.data.BlurDataset(**config['data']): dead leaves + scikit-image sample images, "
+                       "deblur_edu.synthesis.BlurDataset(**config['data']): dead leaves + scikit-image sample images, "
                        "seeded camera-shake kernels, sigma ~ U(sigma_range), valid blur, 8-bit quantised; "
                        "no benchmark images or Levin kernels",
         "commit": git_commit(),

@@ -66,8 +66,12 @@ def test_every_chapter_ends_with_summary_and_exercises_with_answers():
 
 
 @pytest.fixture(scope="module")
-def built_book() -> Path:
-    """Build the book once (executing every notebook, quick mode), with warnings as errors."""
+def built_book(request) -> Path:
+    """Build the book once, with warnings as errors, from the chapters' one execution.
+
+    When nbval ran the chapters earlier in this session (conftest.py puts the book tests last),
+    each executed chapter is already in the book's execution cache and the build executes none
+    of them again; run alone, the build executes them itself (quick mode)."""
     if not (BOOK / "_extra" / "assets" / "require.js").is_file():
         pytest.fail("the book's JavaScript assets are missing: run `make assets` (npm ci + copy)")
     exe = Path(sys.executable).parent / "jupyter-book"
@@ -76,6 +80,9 @@ def built_book() -> Path:
                           capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "build succeeded" in proc.stdout
+    if request.config.cached_chapters == set(CHAPTERS):
+        executed = re.findall(r"Executing notebook", proc.stdout + proc.stderr)
+        assert not executed, "the book build executed chapters again that nbval had already run"
     # Sphinx warnings read "file:line: WARNING: …" (-W turns them into errors as well);
     # the kernel's own "[IPKernelApp] WARNING | …" log lines are not build warnings
     assert not re.search(r"WARNING: ", proc.stdout + proc.stderr)

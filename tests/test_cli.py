@@ -26,6 +26,12 @@ MISTAKES = [
     ("reversible_cost", ["--device", "gpu7"], "unknown device 'gpu7'"),
     ("tune", ["--methods", "nope"], "'nope' has no weight to tune"),
     ("tune", ["--data-dir", "/nope"], "data directory /nope"),
+    ("denoising", ["--sigmas", "0"], "--sigmas must lie in (0, 1)"),
+    ("denoising", ["--checkpoint", "nope"], "nope.pt is missing"),
+    ("pnp_schedule", ["--starts", "2"], "each must be < 1"),
+    ("pnp_schedule", ["--iterations", "0"], "--iterations: must be a whole number ≥ 1"),
+    ("synthesis_speed", ["--batch", "0"], "--batch: must be a whole number ≥ 1"),
+    ("synthesis_speed", ["--data-dir", "/nope"], "/nope"),
 ]
 
 
@@ -33,11 +39,12 @@ MISTAKES = [
 MODULES = {"iterations": "experiments.ch3_iterations", "backward_cost": "experiments.ch4_backward_cost",
            "reblur_probe": "experiments.ch5_reblur_probe", "reblur_eval": "experiments.ch5_reblur_eval",
            "adarevd_eval": "experiments.ch6_adarevd_eval", "reversible_cost": "experiments.ch6_reversible_cost",
-           "tune": "bench.tune"}
+           "tune": "bench.tune", "denoising": "experiments.ch2_denoising",
+           "pnp_schedule": "experiments.ch2_pnp_schedule", "synthesis_speed": "experiments.synthesis_speed"}
 #: each command's first expensive step: reaching it means the mistake was not caught before the run
 RUN = {"iterations": "psnr_per_step", "backward_cost": "time_modes", "reblur_probe": "probe",
        "reblur_eval": "judge_quality", "adarevd_eval": "per_sub_decoder", "reversible_cost": "measure",
-       "tune": "tune_method"}
+       "tune": "tune_method", "denoising": "measure", "pnp_schedule": "sweep", "synthesis_speed": "measure"}
 
 
 @pytest.mark.parametrize("command, argv, says", MISTAKES, ids=[f"{c}{' '.join(a)}" for c, a, _ in MISTAKES])

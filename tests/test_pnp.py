@@ -7,7 +7,7 @@ import torch
 from deblur_edu.classical.tv_admm import scene_pads_fast
 from deblur_edu.learned.fixed_point import preconditioned_cg
 from deblur_edu.kernels import camera_shake
-from deblur_edu.learned.pnp import SIGMA_FLOOR, dpir_schedule, pnp_hqs
+from deblur_edu.learned.pnp import NOISE_FLOOR, dpir_schedule, pnp_hqs
 from deblur_edu.physics import Blur, crop
 
 
@@ -38,7 +38,7 @@ def test_dpir_schedule_runs_geometrically_from_the_start_to_the_noise_level():
     assert s[0] == pytest.approx(49 / 255) and s[-1] == pytest.approx(0.03)
     ratios = [a / b for a, b in zip(s, s[1:])]
     assert max(ratios) == pytest.approx(min(ratios))
-    assert dpir_schedule(0.0, 3)[-1] == SIGMA_FLOOR
+    assert dpir_schedule(0.0, 3)[-1] == NOISE_FLOOR
 
 
 def problem(seed: int = 0, size: int = 43, sigma: float = 0.0):

@@ -219,3 +219,54 @@ def test_synthesis_from_a_config_reads_the_photographs(data_dir):
     with pytest.raises(ValueError, match="unexpected keyword"):
         from_config({"task": "denoise", "patch": 32, "sigma_range": [0.01, 0.1], "kernel_sise": 3,
                      "photos": str(data_dir / "photos")})
+
+
+def test_every_process_keeps_its_slice_of_one_global_batch(data_dir):
+    """Data-parallel training with a task: N processes with batch b see the samples that one process
+    with batch N·b sees (the property the BlurDataset path gets from DistributedSampler)."""
+    from deblur_edu.train import training_batches
+
+    cfg = {"task": "deblur", "patch": 24, "kernel_size": 9, "sigma_range": [0.0, 0.04], "seed": 1,
+           "photos": str(data_dir / "photos")}
+    tc = {"batch_size": 2, "seed": 0}
+    one = next(training_batches(cfg, {**tc, "batch_size": 4}, 5, 0, 1, torch.device("cpu")))
+    parts = [next(training_batches(cfg, tc, 5, rank, 2, torch.device("cpu"))) for rank in (0, 1)]
+    for key in one:
+        assert torch.equal(torch.cat([p[key] for p in parts]), one[key])
+
+
+def test_training_on_photographs_resumes_exactly(tmp_path, skip_without_photos):
+    from deblur_edu.train import load_config, train
+
+    cfg = load_config("denoiser", "tiny")
+    skip_without_photos(cfg["data"])
+    cfg["train"]["ckpt_every"] = 1
+    straight = train("denoiser", cfg, tmp_path / "straight", progress=False)
+    assert train("denoiser", cfg, tmp_path / "sliced", progress=False, stop_after=2) is None
+    resumed = train("denoiser", cfg, tmp_path / "sliced", resume=True, progress=False)
+    a, b = torch.load(straight, weights_only=True), torch.load(resumed, weights_only=True)
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-6
+
+
+def test_the_extra_split_is_set12_images_no_other_split_uses(data_dir):
+    from deblur_edu.bench.protocol import SPLITS, load_benchmark
+
+    extra = load_benchmark("extra", data_dir=data_dir)
+    assert sorted(extra.images) == ["01", "02", "03", "04", "06"] and extra.crop == 224 and len(extra.kernels) == 8
+    assert extra.data == "levin09+set12"
+    others = set(SPLITS["test"]["images"]) | set(SPLITS["tune"]["images"])
+    assert not set(extra.images) & others
+
+
+def test_the_synthesis_speed_command_prints_and_writes_its_figures(tmp_path, data_dir, capsys):
+    import json
+
+    from deblur_edu.experiments import synthesis_speed
+
+    out = tmp_path / "speed.json"
+    assert synthesis_speed.main(["--batch", "2", "--patch", "16", "--kernel-size", "9", "--rounds", "1",
+                                 "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["synthesis_seconds"] > 0 and result["dead_leaves_speedup"] > 0
+    assert result["provenance"]["command"].startswith("python -m deblur_edu.experiments.synthesis_speed")
+    assert "samples/s" in capsys.readouterr().out

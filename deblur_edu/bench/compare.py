@@ -24,7 +24,7 @@ from ..cli import names, user_errors
 from ..learned import AdaRevD, ReblurDeblurrer
 from ..runtime import pick_device, write_json
 from ..zoo.shipped import built_on, metadata
-from .methods import get_method, load_defaults, shipped_model
+from .methods import available_methods, get_method, load_defaults, shipped_model
 from .protocol import Benchmark, load_benchmark
 from .report import block_bounds, environment, refuse_fallback, replace_block
 from .run import check_methods, evaluate
@@ -136,22 +136,16 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    args = parser().parse_args(argv)
-    args.argv = argv
-    return args
-
-
 def prepare(args: argparse.Namespace) -> tuple[list[str], torch.device, Benchmark]:
     """What a run needs, checked before it starts: the methods (a named one must exist and
     have its checkpoint; by default the available ones), the device, the benchmark — and a
     ``--readme`` that has its block and will not receive fallback results."""
-    methods = args.methods.split(",") if isinstance(args.methods, str) else args.methods  # str: older callers
+    methods = args.methods
     if methods:
-        methods = [m.strip() for m in methods]
         check_methods(methods)
     else:
-        methods = [m for m in (QUICK if args.quick else COMPARED) if get_method(m).available()]
+        ready = set(available_methods())
+        methods = [m for m in (QUICK if args.quick else COMPARED) if m in ready]
     readme = getattr(args, "readme", None)
     if readme:
         block_bounds(readme, "compare")

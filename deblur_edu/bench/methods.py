@@ -131,7 +131,7 @@ _MODELS: dict[tuple[str, str], torch.nn.Module] = {}
 
 
 def shipped_model(name: str, device: torch.device) -> torch.nn.Module:
-    """The shipped checkpoint ``name`` on ``device``, loaded once by :func:`deblur_edu.zoo.shipped`."""
+    """The shipped checkpoint ``name`` on ``device``, loaded once by :func:`deblur_edu.zoo.pretrained`."""
     key = (name, str(device))
     if key not in _MODELS:
         _MODELS[key] = pretrained(name, device=device)
@@ -147,15 +147,21 @@ def _shipped(name: str):
     return run
 
 
-#: plug-and-play's schedule besides λ (tuned per σ by ``python -m deblur_edu.bench.tune``): HQS iterations,
-#: the first denoising level and CG iterations per data step, chosen on the *tune* split by
-#: ``python -m deblur_edu.experiments.ch2_pnp_schedule`` (benchmarks/pnp_schedule.json; a test keeps them equal)
-PNP = {"iterations": 8, "sigma_start": 49 / 255, "cg_iterations": 10}
+#: plug-and-play's schedule besides λ: HQS iterations, the first denoising level and the CG iterations
+#: per data step. The defaults are DPIR's; ``python -m deblur_edu.experiments.ch2_pnp_schedule`` chooses
+#: iterations and first level on the *tune* split and writes them into ``tuned_defaults.json``
+#: (``schedules.pnp``), where ``python -m deblur_edu.bench.tune`` then adds λ per σ.
+PNP_SCHEDULE = {"iterations": 8, "sigma_start": 49 / 255, "cg_iterations": 10}
+
+
+def pnp_schedule(defaults: dict) -> dict:
+    """Plug-and-play's schedule: :data:`PNP_SCHEDULE` updated by the tuned ``schedules.pnp``."""
+    return {**PNP_SCHEDULE, **defaults.get("schedules", {}).get("pnp", {})}
 
 
 def _pnp(y, k, sigma, lam, defaults):
     """Plug-and-play HQS with the shipped learned denoiser (:func:`deblur_edu.learned.pnp.pnp_hqs`)."""
-    return pnp_hqs(y, k, sigma, shipped_model("denoiser-cpu", y.device), lam=lam, **PNP)
+    return pnp_hqs(y, k, sigma, shipped_model("denoiser-cpu", y.device), lam=lam, **pnp_schedule(defaults))
 
 
 #: test-time adaptation of the chapter-5 deblurrer (Nah et al. 2022); the learning rate is the one
@@ -239,6 +245,8 @@ def get_method(name: str) -> Method:
     return METHODS[name]
 
 
-def available_methods() -> list[str]:
-    """Every registered method whose requirements (a shipped checkpoint) are present."""
-    return [n for n, m in METHODS.items() if m.available()]
+def available_methods(defaults: dict | None = None) -> list[str]:
+    """Every registered method whose requirements are present: a learned one's checkpoint, a tuned
+    one's weight in ``tuned_defaults.json``."""
+    d = defaults if defaults is not None else load_defaults()
+    return [n for n, m in METHODS.items() if m.available() and (m.weight is None or n in d["methods"])]

@@ -4,7 +4,7 @@ Usage::
 
     python -m deblur_edu.bench [--images DIR] [--kernels PATH] [--crop 256]
         [--sigmas 0.01 0.03] [--boundaries circular valid] [--methods a,b,...]
-        [--json OUT] [--device cpu|cuda] [--split test|tune]
+        [--json OUT] [--device cpu|cuda] [--split test|tune|extra]
 
 The protocol (cropping, the ``valid`` scene, per-case noise seeds, interior scoring) is
 documented in :mod:`deblur_edu.bench.protocol`; the methods in :mod:`deblur_edu.bench.methods`.
@@ -32,7 +32,7 @@ from ..cli import names, noise_level, positive_int, user_errors
 from ..kernels import gaussian
 from ..metrics import blur_effect, psnr, ssim
 from ..physics import psf2otf
-from ..runtime import pick_device, synchronize, write_json
+from ..runtime import interleaved_medians, pick_device, synchronize, write_json
 from ..train import validation_batch
 from .methods import METHODS, available_methods, get_method, load_defaults
 from .protocol import SPLITS, Benchmark, interior, load_benchmark, score_crop
@@ -115,20 +115,6 @@ def training_recipe_scores(models: dict[str, Callable[[torch.Tensor, torch.Tenso
     return {name: float(psnr(z.clamp(0, 1), x).mean()) for name, z in estimates.items()}
 
 
-def _interleaved_medians(fns, rounds: int = 21) -> list[float]:
-    """Median wall time of each function, timed in alternation so that machine-load
-    drift hits them alike (one warm-up call each first)."""
-    for fn in fns:
-        fn()
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(rounds):
-        for fn, ts in zip(fns, times):
-            start = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - start)
-    return [sorted(ts)[len(ts) // 2] for ts in times]
-
-
 def wiener_speed(device: torch.device, batch: int = 64, size: int = 256) -> dict:
     """Time the library's ``wiener`` on a (64, 1, 256², float32) batch against a bare FFT solve.
 
@@ -144,13 +130,12 @@ def wiener_speed(device: torch.device, batch: int = 64, size: int = 256) -> dict
 
     def bare():
         torch.fft.irfft2(filt * torch.fft.rfft2(y), s=(size, size))
-        synchronize(device)
 
     def library():
         wiener(y, k, balance=balance)
-        synchronize(device)
 
-    t_bare, t_lib = _interleaved_medians([bare, library])
+    t = interleaved_medians({"bare": bare, "library": library}, device=device)
+    t_bare, t_lib = t["bare"], t["library"]
     return {"batch": batch, "size": size, "bare_fft_seconds": t_bare, "wiener_seconds": t_lib, "ratio": t_lib / t_bare}
 
 
@@ -182,19 +167,18 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    args = parser().parse_args(argv)
-    args.argv = argv
-    return args
-
-
-def check_methods(methods: list[str]) -> None:
-    """Every method named exists and has what it needs (a learned one, its checkpoint)."""
+def check_methods(methods: list[str], defaults: dict | None = None) -> None:
+    """Every method named exists and has what it needs: a learned one its checkpoint, a tuned one
+    its weight in ``tuned_defaults.json`` (checked before a run, not minutes into it)."""
+    d = defaults if defaults is not None else load_defaults()
     for m in methods:
         method = get_method(m)
         if not method.available():
             raise FileNotFoundError(f"method {m!r} needs the shipped checkpoint {method.checkpoint}, which is missing; "
                                     f"train it (see the Makefile) or leave {m!r} out of --methods.")
+        if method.weight and m not in d["methods"]:
+            raise ValueError(f"method {m!r} has no tuned {method.weight} yet: run python -m deblur_edu.bench.tune "
+                             f"--methods {m}, or leave it out of --methods.")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -55,9 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", default=None)
     args = p.parse_args(argv)
     device = torch.device("cpu")
-    tunable = [n for n, m in METHODS.items() if m.weight]
+    tunable = [n for n, m in METHODS.items() if m.weight and m.available()]
     with user_errors(p):  # an untunable method or missing data: one line, exit 2
         for name in args.methods or []:
+            if name in METHODS and METHODS[name].weight and not METHODS[name].available():
+                raise FileNotFoundError(f"{name!r} needs the checkpoint {METHODS[name].checkpoint}, which is missing; "
+                                        f"train it first (see the Makefile).")
             if name not in tunable:
                 raise ValueError(f"{name!r} has no weight to tune; choose from {', '.join(tunable)}.")
         bench = load_benchmark("tune", data_dir=args.data_dir)

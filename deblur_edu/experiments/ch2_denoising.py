@@ -19,6 +19,7 @@ import torch
 
 from ..bench.protocol import SPLITS, case_seed
 from ..classical import tv_admm
+from ..cli import noise_level, user_errors
 from ..data import centre_crop, set12
 from ..metrics import psnr
 from ..physics import add_noise
@@ -75,27 +76,26 @@ def format_table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m deblur_edu.experiments.ch2_denoising", description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", default="denoiser-cpu", help="a shipped name or a path to NAME.pt")
-    p.add_argument("--sigmas", type=float, nargs="+", default=SIGMAS)
+    p.add_argument("--sigmas", type=noise_level, nargs="+", default=SIGMAS)
     p.add_argument("--json", default=None)
     p.add_argument("--device", default=None)
     p.add_argument("--data-dir", default=None)
     argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
-    if any(not 0 < s < 1 for s in args.sigmas):
-        p.error(f"--sigmas must lie in (0, 1), got {args.sigmas}.")
-    try:
+    with user_errors(p):  # a bad level, a missing checkpoint or data: one line, exit 2, before the run
+        if not all(0 < s < 1 for s in args.sigmas):
+            raise ValueError(f"--sigmas must lie in (0, 1), got {args.sigmas}.")
         device = pick_device(args.device)
         if metadata(args.checkpoint)["model_name"] != "denoiser":
             raise ValueError(f"{args.checkpoint} is not a denoiser checkpoint.")
         denoiser = pretrained(args.checkpoint, device=device)
-    except (OSError, ValueError) as err:
-        p.error(str(err))
+        set12(SPLITS["test"]["images"] + SPLITS["tune"]["images"], args.data_dir)
     rows = measure(denoiser, args.sigmas, device, args.data_dir)
     print(format_table(rows))
     if args.json:
         write_json(args.json, {"rows": rows, "checkpoint": str(args.checkpoint),
                                "provenance": provenance(device, split="test", data="set12 09-12, tune: 05, 07",
-                                                         command=" ".join([f"python -m {__spec__.name}", *argv]))})
+                                                        command=" ".join([f"python -m {__spec__.name}", *argv]))})
     return 0
 
 

@@ -22,7 +22,7 @@ import torch
 from .ch4_backward_cost import allocator_peak_bytes
 from ..cli import positive_int, user_errors
 from ..learned import ReversibleDecoder, UNet, multi_decoder_loss
-from ..runtime import pick_device, write_json
+from ..runtime import pick_device, provenance, write_json
 
 
 def step_peak(columns: int, reversible: bool, size: int, batch: int, width: int, levels: int,
@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--levels", type=positive_int, default=3)
     p.add_argument("--device", default=None)
     p.add_argument("--json", default=None)
+    argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
     with user_errors(p):
         device = pick_device(args.device)
@@ -71,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['ratio']:>7.2f}")
     if args.json:
         write_json(args.json, {"settings": {k: v for k, v in vars(args).items() if k != "json"} | {"device": str(device)},
-                               "rows": rows})
+                               "rows": rows,
+                               "provenance": provenance(device, data="random images",
+                                                        command=" ".join([f"python -m {__spec__.name}", *argv]))})
     return 0
 
 

@@ -1,4 +1,4 @@
-r"""A learned Gaussian denoiser ``D(x, σ)``: the image prior of plug-and-play and of chapters 3–4.
+r"""A learned Gaussian denoiser ``D(x, σ)``: the image prior of plug-and-play (chapter 2, §2.7).
 
 A denoiser trained to remove white Gaussian noise of level σ from natural images has learned
 what natural images look like: by Tweedie's formula, the best (MMSE) denoiser moves a noisy
@@ -13,7 +13,8 @@ constant map, as DRUNet and FFDNet (Zhang et al. 2018) do. Why σ-conditioned ra
 blind (e.g. bias-free, Mohan et al. 2020): plug-and-play sets the denoiser's strength by a
 *schedule*, from strong to weak, and what it denoises is the current estimate, whose error is
 not white noise of a known level; a blind denoiser would guess the strength from the input and
-could not be steered. Trained on photographs for σ ∈ [0, 0.2] (``deblur_edu/configs/denoiser-*.yaml``).
+could not be steered. Trained on photographs for σ log-uniform in [0.002, 0.2]
+(``deblur_edu/configs/denoiser-cpu.yaml``); at σ = 0 it is close to the identity.
 """
 
 from __future__ import annotations

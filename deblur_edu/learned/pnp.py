@@ -34,7 +34,7 @@ import torch
 
 from ..classical.tv_admm import scene_pads_fast
 from .fixed_point import preconditioned_cg
-from ..physics import crop, irfft2, pad, psf2otf, rfft2, zero_pad
+from ..physics import crop, fft_dtype, irfft2, pad, psf2otf, rfft2, zero_pad
 from ..checks import check_iterations, check_positive, check_problem, check_sigma
 
 #: ``denoiser(x, σ_k) → z``: any Gaussian denoiser (e.g. :class:`~deblur_edu.learned.denoiser.GaussianDenoiser`)
@@ -42,17 +42,17 @@ Denoiser = Callable[[torch.Tensor, float], torch.Tensor]
 #: DPIR's first denoising level, 49/255
 SIGMA_START = 49 / 255
 #: the noise level the schedule ends at when σ is smaller (σ = 0 would make α = 0: no prior left)
-SIGMA_FLOOR = 2e-3
+NOISE_FLOOR = 2e-3
 
 
 def dpir_schedule(sigma: float, iterations: int, sigma_start: float = SIGMA_START) -> list[float]:
-    r"""Denoising levels ``σ_k``, geometric from ``sigma_start`` down to ``max(σ, SIGMA_FLOOR)``.
+    r"""Denoising levels ``σ_k``, geometric from ``sigma_start`` down to ``max(σ, NOISE_FLOOR)``.
 
     Example:
         >>> [round(s, 4) for s in dpir_schedule(0.01, 4, sigma_start=0.16)]
         [0.16, 0.0635, 0.0252, 0.01]
     """
-    end = max(sigma, SIGMA_FLOOR)
+    end = max(sigma, NOISE_FLOOR)
     start = max(sigma_start, end)
     if iterations == 1:
         return [end]
@@ -97,21 +97,23 @@ def pnp_hqs(
     check_positive(sigma_start, "sigma_start")
     check_iterations(iterations)
     check_iterations(cg_iterations, "cg_iterations")
+    dtype = y.dtype  # half precision is solved in float32 (the FFTs and CG's inner products need it)
+    y, k = y.to(fft_dtype(dtype)), k.to(fft_dtype(dtype))
     pads = scene_pads_fast(y.shape[-2:], k.shape[-2:])
     mask = zero_pad(torch.ones_like(y), pads)
     shape = mask.shape[-2:]
     K = psf2otf(k, shape)
 
     def blur(x: torch.Tensor) -> torch.Tensor:
-        return irfft2(K * rfft2(x), shape, x.dtype)
+        return irfft2(K * rfft2(x), shape)
 
     def blur_adjoint(r: torch.Tensor) -> torch.Tensor:
-        return irfft2(K.conj() * rfft2(r), shape, r.dtype)
+        return irfft2(K.conj() * rfft2(r), shape)
 
     At_y = blur_adjoint(zero_pad(y, pads))
     x = pad(y, pads, "replicate")
     z = x
-    noise = max(sigma, SIGMA_FLOOR)
+    noise = max(sigma, NOISE_FLOOR)
     for sigma_k in dpir_schedule(sigma, iterations, sigma_start):
         alpha = lam * noise**2 / sigma_k**2
 
@@ -119,8 +121,8 @@ def pnp_hqs(
             return blur_adjoint(mask * blur(v)) + alpha * v
 
         def precondition(r: torch.Tensor, alpha: float = alpha) -> torch.Tensor:
-            return irfft2(rfft2(r) / (K.abs() ** 2 + alpha), shape, r.dtype)
+            return irfft2(rfft2(r) / (K.abs() ** 2 + alpha), shape)
 
         x = preconditioned_cg(normal, At_y + alpha * z, x, precondition, cg_iterations)
         z = denoiser(x, sigma_k)
-    return crop(z, pads)
+    return crop(z, pads).to(dtype)
