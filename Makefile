@@ -118,11 +118,11 @@ denoiser-checkpoint: setup
 	$(PY) -m deblur_edu.train denoiser --config cpu --out runs/denoiser-cpu --resume --no-progress
 	$(MAKE) copy-runs RUNS="denoiser-cpu:denoiser-cpu"
 	$(PY) -m deblur_edu.experiments.ch2_denoising --json benchmarks/denoiser.json
-	$(PY) -m deblur_edu.experiments.ch2_pnp_schedule --json benchmarks/pnp_schedule.json
+	$(PY) -m deblur_edu.experiments.ch2_pnp_schedule --iterations 8 12 --json benchmarks/pnp_schedule.json
 	$(PY) -m deblur_edu.bench.tune --methods pnp
 	$(PY) -m deblur_edu.bench --methods tv,hyper-laplacian,pnp --boundaries valid circular --json benchmarks/pnp.json \
 	  --no-speed --readme README.md --readme-block pnp
-	$(PY) -m deblur_edu.bench --methods tv,hyper-laplacian,pnp --split extra --json benchmarks/pnp_extra.json --no-speed
+	$(PY) -m deblur_edu.bench --methods tv,hyper-laplacian,pnp --split extra --boundaries valid --json benchmarks/pnp_extra.json --no-speed
 	$(PY) -m deblur_edu.zoo.checkpoints deblur_edu/zoo/weights/denoiser-cpu benchmarks/pnp.json --method pnp
 	$(PY) -m deblur_edu.experiments.synthesis_speed --json benchmarks/synthesis_speed.json
 

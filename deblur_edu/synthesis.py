@@ -49,7 +49,7 @@ def step_generator(seed: int, step: int, device: torch.device | str = "cpu") -> 
 
 def quantise_8bit(y: torch.Tensor) -> torch.Tensor:
     """What a camera stores: clipped to [0, 1] and rounded to 256 levels."""
-    return torch.round(y.clamp(0, 1) * 255) / 255
+    return y.clamp(0, 1).mul_(255).round_().div_(255)  # in place on clamp's copy: one allocation
 
 
 class ImageBank:
@@ -112,14 +112,18 @@ class ImageBank:
         top = (torch.rand(n, **opts, dtype=torch.float64) * (H - size + 1)).long()
         left = (torch.rand(n, **opts, dtype=torch.float64) * (W - size + 1)).long()
         orientation = torch.randint(8, (n,), **opts)
-        r = torch.arange(size, device=self.device)
-        rows, cols = r[None, :, None].expand(n, size, size), r[None, None, :].expand(n, size, size)
-        transpose = (orientation & 4).bool()[:, None, None]
-        rows, cols = torch.where(transpose, cols, rows), torch.where(transpose, rows, cols)
-        rows = torch.where((orientation & 1).bool()[:, None, None], size - 1 - rows, rows)
-        cols = torch.where((orientation & 2).bool()[:, None, None], size - 1 - cols, cols)
-        index = (self.offsets[image, None, None] + (top[:, None, None] + rows) * W[:, None, None]
-                 + left[:, None, None] + cols)
+        # the crop's pixel (i, j) reads the image at (R, C): R = f1(j), C = f2(i) when transposed, else
+        # R = f1(i), C = f2(j), with f1, f2 the row / column mirrors. R·W + C is then a sum of a term in i
+        # and a term in j, so the index is one broadcast sum of two (n, size) vectors: no (n, size, size) work
+        # but that sum and the gather.
+        r = torch.arange(size, device=self.device).expand(n, size)
+        f1 = torch.where((orientation & 1).bool()[:, None], size - 1 - r, r)
+        f2 = torch.where((orientation & 2).bool()[:, None], size - 1 - r, r)
+        transpose = (orientation & 4).bool()[:, None]
+        along_i = torch.where(transpose, f2, f1 * W[:, None])
+        along_j = torch.where(transpose, f1 * W[:, None], f2)
+        corner = self.offsets[image] + top * W + left
+        index = corner[:, None, None] + along_i[:, :, None] + along_j[:, None, :]
         return self.pixels[index][:, None]
 
 
@@ -250,7 +254,8 @@ class BlurSynthesis:
         lo, hi = self.sigma_range
         sigma = lo + (hi - lo) * torch.rand(size, generator=g, device=self.device)
         noise = torch.randn(size, 1, self.patch, self.patch, generator=g, device=self.device)
-        y = A(scene) + sigma[:, None, None, None] * noise
+        y = A(scene)
+        y += sigma[:, None, None, None] * noise  # in place: the batch is made, not differentiated
         if self.quantise:
             y = quantise_8bit(y)
         return {"blurred": y, "sharp": crop(scene, A.pads), "kernel": k, "sigma": sigma}

@@ -31,6 +31,7 @@ from deblur_edu.data import centre_crop, sample_image
 from deblur_edu.kernels import gaussian, motion
 from deblur_edu.metrics import psnr
 from deblur_edu.physics import Blur, add_noise, crop, fft_convolve, psf2otf
+from deblur_edu.synthesis import valid_blur_pair
 
 
 def camera(size=64, dtype=torch.float64):
@@ -75,9 +76,7 @@ def test_edgetaper_makes_the_border_periodic():
 def test_wiener_padded_beats_plain_wiener_on_valid_data():
     scene = camera(96)
     k = motion(11, 30, dtype=torch.float64)
-    A = Blur(k, "valid")
-    y = add_noise(A(scene), 0.01, torch.Generator().manual_seed(1))
-    x = crop(scene, A.pads)
+    y, x = valid_blur_pair(scene, k, 0.01, torch.Generator().manual_seed(1))
     plain = psnr(wiener(y, k, 1e-3).clamp(0, 1), x, crop=5)
     padded = psnr(wiener_padded(y, k, 1e-3).clamp(0, 1), x, crop=5)
     assert float(padded) > float(plain) + 1.0
@@ -121,9 +120,8 @@ def test_richardson_lucy_border_does_not_degrade():
 def admm_problem(sigma=0.01):
     scene = camera(48)
     k = gaussian(7, 1.5, dtype=torch.float64)
-    A = Blur(k, "valid")
-    y = add_noise(A(scene), sigma, torch.Generator().manual_seed(2))
-    return y, k, crop(scene, A.pads)
+    y, x = valid_blur_pair(scene, k, sigma, torch.Generator().manual_seed(2))
+    return y, k, x
 
 
 @pytest.fixture
@@ -159,9 +157,7 @@ def test_admm_objective_and_residuals_decrease(boundary):
 def test_border_aware_tv_beats_circular_tv_on_valid_data():
     scene = camera(110)
     k = motion(15, 60, dtype=torch.float64)
-    A = Blur(k, "valid")
-    y = add_noise(A(scene), 0.01, torch.Generator().manual_seed(3))
-    x = crop(scene, A.pads)
+    y, x = valid_blur_pair(scene, k, 0.01, torch.Generator().manual_seed(3))
     circ = psnr(tv_admm(y, k, 1e-3, 1e-2, iterations=60, boundary="circular").clamp(0, 1), x, crop=7)
     aware = psnr(tv_admm(y, k, 1e-3, 1e-2, iterations=60, boundary="valid").clamp(0, 1), x, crop=7)
     assert float(aware) > float(circ) + 1.0
@@ -170,9 +166,7 @@ def test_border_aware_tv_beats_circular_tv_on_valid_data():
 def test_hyper_laplacian_improves_on_blurry_input():
     scene = camera(80)
     k = motion(11, 30, dtype=torch.float64)
-    A = Blur(k, "valid")
-    y = add_noise(A(scene), 0.01, torch.Generator().manual_seed(4))
-    x = crop(scene, A.pads)
+    y, x = valid_blur_pair(scene, k, 0.01, torch.Generator().manual_seed(4))
     x_hat = hyper_laplacian(y, k, lam=3e-4, rho=0.3, iterations=40)
     assert float(psnr(x_hat.clamp(0, 1), x, crop=5)) > float(psnr(y.clamp(0, 1), x, crop=5)) + 2
 
@@ -194,9 +188,7 @@ def test_second_differences_keep_a_smooth_ramp():
     i = torch.linspace(0, 1, 80, dtype=torch.float64)
     scene = (0.2 + 0.6 * (0.7 * i[None, :] + 0.3 * i[:, None]))[None, None]
     k = motion(11, 30, dtype=torch.float64)
-    A = Blur(k, "valid")
-    y = add_noise(A(scene), 0.01, torch.Generator().manual_seed(4))
-    x = crop(scene, A.pads)
+    y, x = valid_blur_pair(scene, k, 0.01, torch.Generator().manual_seed(4))
     x_tv = tv_admm(y, k, 1e-3, 1e-2, iterations=60)
     score = {w: float(psnr(hyper_laplacian(y, k, lam=3e-4, second_order=w, x0=x_tv).clamp(0, 1), x, crop=5))
              for w in (0.0, 0.5)}

@@ -17,6 +17,19 @@ def test_gray_and_rgb_shapes_and_every_step():
         assert len(outs) == 6 and all(o.shape == y.shape for o in outs)
 
 
+def test_without_its_networks_a_step_is_one_plain_gradient_step():
+    """H → identity, R → 0, D → the scalar step 1: x₁ = x₀ − Aᵀ(A x₀ − y) from the replicate-padded y."""
+    from deblur_edu.physics import Blur, crop, pad
+
+    torch.manual_seed(0)
+    net = RGDN(features=4, depth=2, steps=1, use_h=False, use_r=False, use_d=False).double()
+    y, k = torch.rand(2, 1, 24, 24, dtype=torch.float64), gaussian(5, 1.0, dtype=torch.float64)
+    A = Blur(k, "valid")
+    x0 = pad(y, A.pads, "replicate")
+    expected = crop(x0 - A.adjoint(A(x0) - y), A.pads)
+    torch.testing.assert_close(net(y, k), expected, atol=1e-12, rtol=0)
+
+
 def test_per_sample_kernels_of_any_size():
     net = RGDN(features=8, depth=3, steps=2)
     k = torch.stack([gaussian(9, 1.0)[0], gaussian(9, 2.0)[0]])

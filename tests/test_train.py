@@ -97,7 +97,11 @@ def test_checkpoint_metadata_and_loading(checkpoint):
         assert key in meta
     assert meta["training"]["steps"] == 4 and meta["training"]["wall_seconds"] > 0
     model, _ = load_model(checkpoint, MODELS["rgdn"].build, expected={"channels": 1})
-    assert sum(p.numel() for p in model.parameters()) > 0
+    saved = torch.load(checkpoint, weights_only=True)
+    loaded = model.state_dict()
+    assert saved.keys() == loaded.keys() and all(torch.equal(saved[k], loaded[k]) for k in saved)
+    init = MODELS["rgdn"].build(load_config("rgdn", "tiny")["model"]).state_dict()
+    assert any(not torch.equal(saved[k], init[k]) for k in saved)  # the trained weights, not a fresh model's
 
 
 def test_corrupted_checkpoint_is_refused(checkpoint):

@@ -205,7 +205,7 @@ METHODS: dict[str, Method] = {
         Method("skimage-rl-10", _skimage_rl(10), None, [], "skimage.restoration.richardson_lucy, 10 it"),
         Method("skimage-rl-30", _skimage_rl(30), None, [], "skimage.restoration.richardson_lucy, 30 it"),
         Method("skimage-rl-100", _skimage_rl(100), None, [], "skimage.restoration.richardson_lucy, 100 it"),
-        Method("pnp", _pnp, "lam", _logspace(-2, 0, 9),
+        Method("pnp", _pnp, "lam", [0.05, 0.1, 0.2, 0.4, 0.8],
                "plug-and-play: border-aware HQS whose prior step is the learned Gaussian denoiser "
                "(DPIR's schedule, Zhang et al. 2021), shipped checkpoint", checkpoint="denoiser-cpu"),
         Method("rgdn", _shipped("rgdn-cpu"), None, [],
