@@ -27,7 +27,7 @@ MISTAKES = [
     ("tune", ["--methods", "nope"], "'nope' has no weight to tune"),
     ("tune", ["--data-dir", "/nope"], "data directory /nope"),
     ("denoising", ["--sigmas", "0"], "--sigmas must lie in (0, 1)"),
-    ("denoising", ["--checkpoint", "nope"], "nope.pt is missing"),
+    ("denoising", ["--checkpoint", "nope"], "nope.json is missing"),
     ("pnp_schedule", ["--starts", "2"], "each must be < 1"),
     ("pnp_schedule", ["--iterations", "0"], "--iterations: must be a whole number ≥ 1"),
     ("synthesis_speed", ["--batch", "0"], "--batch: must be a whole number ≥ 1"),
