@@ -51,10 +51,12 @@ def choose_tv_weight(images: dict[str, torch.Tensor], sigma: float) -> float:
     return max(scores)[1]
 
 
-def measure(denoiser: torch.nn.Module, sigmas: list[float], device: torch.device, data_dir=None) -> list[dict]:
-    """One row per σ: PSNR of the noisy input, of TV (with its tuned λ) and of the denoiser."""
-    test = {n: centre_crop(img, SPLITS["test"]["crop"]).to(device) for n, img in set12(SPLITS["test"]["images"], data_dir).items()}
-    tune = {n: img.to(device) for n, img in set12(SPLITS["tune"]["images"], data_dir).items()}
+def measure(denoiser: torch.nn.Module, sigmas: list[float], device: torch.device,
+            images: dict[str, torch.Tensor]) -> list[dict]:
+    """One row per σ: PSNR of the noisy input, of TV (with its tuned λ) and of the denoiser.
+    ``images``: Set12 by name, holding the test and tune split's images."""
+    test = {n: centre_crop(images[n], SPLITS["test"]["crop"]).to(device) for n in SPLITS["test"]["images"]}
+    tune = {n: images[n].to(device) for n in SPLITS["tune"]["images"]}
     rows = []
     with torch.no_grad():
         for sigma in sigmas:
@@ -89,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         if metadata(args.checkpoint)["model_name"] != "denoiser":
             raise ValueError(f"{args.checkpoint} is not a denoiser checkpoint.")
         denoiser = pretrained(args.checkpoint, device=device)
-        set12(SPLITS["test"]["images"] + SPLITS["tune"]["images"], args.data_dir)
-    rows = measure(denoiser, args.sigmas, device, args.data_dir)
+        images = set12(SPLITS["test"]["images"] + SPLITS["tune"]["images"], args.data_dir)
+    rows = measure(denoiser, args.sigmas, device, images)
     print(format_table(rows))
     if args.json:
         write_json(args.json, {"rows": rows, "checkpoint": str(args.checkpoint),
