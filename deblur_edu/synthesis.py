@@ -103,6 +103,16 @@ class ImageBank:
         crop fits; then the crop's local grid is transposed and/or mirrored (a rotation by a
         multiple of 90° is a transpose followed by a mirror). Returns (n, 1, size, size).
         """
+        return gather_crops(self.pixels, *self.crop_index(n, size, generator))
+
+    def crop_index(self, n: int, size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Where :meth:`crops` reads: ``(corner, along_i, along_j)``, (n,), (n, size), (n, size).
+
+        Pixel (i, j) of crop b is ``pixels[corner[b] + along_i[b, i] + along_j[b, j]]``: the crop's
+        pixel (i, j) reads the image at (R, C) with R = f1(j), C = f2(i) when transposed, else
+        R = f1(i), C = f2(j) (f1, f2 the row / column mirrors), so R·W + C is a term in i plus a
+        term in j — two (n, size) vectors instead of an (n, size, size) index.
+        """
         if size > self.smallest_side():
             raise ValueError(f"crops of {size} px do not fit the smallest bank image "
                              f"({self.smallest_side()} px); use smaller patches or larger images.")
@@ -112,19 +122,18 @@ class ImageBank:
         top = (torch.rand(n, **opts, dtype=torch.float64) * (H - size + 1)).long()
         left = (torch.rand(n, **opts, dtype=torch.float64) * (W - size + 1)).long()
         orientation = torch.randint(8, (n,), **opts)
-        # the crop's pixel (i, j) reads the image at (R, C): R = f1(j), C = f2(i) when transposed, else
-        # R = f1(i), C = f2(j), with f1, f2 the row / column mirrors. R·W + C is then a sum of a term in i
-        # and a term in j, so the index is one broadcast sum of two (n, size) vectors: no (n, size, size) work
-        # but that sum and the gather.
         r = torch.arange(size, device=self.device).expand(n, size)
         f1 = torch.where((orientation & 1).bool()[:, None], size - 1 - r, r)
         f2 = torch.where((orientation & 2).bool()[:, None], size - 1 - r, r)
         transpose = (orientation & 4).bool()[:, None]
         along_i = torch.where(transpose, f2, f1 * W[:, None])
         along_j = torch.where(transpose, f1 * W[:, None], f2)
-        corner = self.offsets[image] + top * W + left
-        index = corner[:, None, None] + along_i[:, :, None] + along_j[:, None, :]
-        return self.pixels[index][:, None]
+        return self.offsets[image] + top * W + left, along_i, along_j
+
+
+def gather_crops(pixels: torch.Tensor, corner: torch.Tensor, along_i: torch.Tensor, along_j: torch.Tensor) -> torch.Tensor:
+    """The crops an :meth:`ImageBank.crop_index` describes: one broadcast sum and one gather, (n, 1, size, size)."""
+    return pixels[corner[:, None, None] + along_i[:, :, None] + along_j[:, None, :]][:, None]
 
 
 def dead_leaves_batch(n: int, size: int, generator: torch.Generator, r_min: float = 1.0,
@@ -235,15 +244,22 @@ class BlurSynthesis:
         self.sigma_range, self.quantise = (float(lo), float(hi)), quantise
         self.dead_leaves_fraction, self.seed = dead_leaves_fraction, seed
         self.device = photos.device
+        # both banks back to back, so that a batch mixing them is one gather (None: photos only)
+        self._pixels = (torch.cat([photos.pixels, dead_leaves.pixels.to(self.device)])
+                        if dead_leaves is not None and dead_leaves_fraction > 0 else None)
 
     def scenes(self, n: int, side: int, generator: torch.Generator) -> torch.Tensor:
         """``n`` sharp crops of ``side``²: photos, and dead leaves with probability ``dead_leaves_fraction``."""
-        x = self.photos.crops(n, side, generator)
-        if self.dead_leaves is not None and self.dead_leaves_fraction > 0:
-            leaves = self.dead_leaves.crops(n, side, generator)
-            use = torch.rand(n, generator=generator, device=self.device) < self.dead_leaves_fraction
-            x = torch.where(use[:, None, None, None], leaves, x)
-        return x
+        where = self.photos.crop_index(n, side, generator)
+        if self._pixels is None:
+            return gather_crops(self.photos.pixels, *where)
+        corner, along_i, along_j = self.dead_leaves.crop_index(n, side, generator)
+        use = torch.rand(n, generator=generator, device=self.device) < self.dead_leaves_fraction
+        # choose each sample's bank on its (n,) and (n, side) index vectors, then gather once from both banks
+        corner = torch.where(use, corner + self.photos.pixels.numel(), where[0])
+        along_i = torch.where(use[:, None], along_i, where[1])
+        along_j = torch.where(use[:, None], along_j, where[2])
+        return gather_crops(self._pixels, corner, along_i, along_j)
 
     def batch(self, step: int, size: int) -> dict[str, torch.Tensor]:
         """The ``size`` samples of training step ``step`` (a pure function of seed and step)."""

@@ -147,11 +147,12 @@ def _shipped(name: str):
     return run
 
 
-#: plug-and-play's schedule besides λ: HQS iterations, the first denoising level and the CG iterations
-#: per data step. The defaults are DPIR's; ``python -m deblur_edu.experiments.ch2_pnp_schedule`` chooses
-#: iterations and first level on the *tune* split and writes them into ``tuned_defaults.json``
-#: (``schedules.pnp``), where ``python -m deblur_edu.bench.tune`` then adds λ per σ.
-PNP_SCHEDULE = {"iterations": 8, "sigma_start": 49 / 255, "cg_iterations": 10}
+#: plug-and-play's schedule besides λ: HQS iterations, the first denoising level, the CG iterations per
+#: data step, and how the denoiser is handed each estimate (``orientations`` and ``clamp`` together are
+#: DPIR's x8 mode). The defaults are DPIR's plain loop; ``python -m deblur_edu.experiments.ch2_pnp_schedule``
+#: chooses iterations, first level and variant on the *tune* split and writes them into
+#: ``tuned_defaults.json`` (``schedules.pnp``), where ``python -m deblur_edu.bench.tune`` then adds λ per σ.
+PNP_SCHEDULE = {"iterations": 8, "sigma_start": 49 / 255, "cg_iterations": 10, "orientations": False, "clamp": False}
 
 
 def pnp_schedule(defaults: dict) -> dict:

@@ -1,12 +1,15 @@
 r"""Plug-and-play's schedule, chosen on the tune split: how many HQS iterations, from which level.
 
     python -m deblur_edu.experiments.ch2_pnp_schedule [--iterations 8 16 24] [--starts 0.192]
-        [--lams 0.1 0.23 0.5] [--json benchmarks/pnp_schedule.json]
+        [--variants plain x8] [--lams 0.1 0.23 0.5] [--json benchmarks/pnp_schedule.json]
 
-For every (iterations, first denoising level) and every λ of a coarse grid around DPIR's 0.23, the
+For every (iterations, first denoising level, variant) and every λ of a coarse grid around DPIR's 0.23, the
 mean PSNR over the tune split (Set12 05, 07 × 8 seeded camera shakes, both boundaries) at σ = 0.01
 and 0.03. A schedule's score is the mean over both σ, each at its best λ; the best schedule is
-printed with the PSNR it buys per σ. The benchmark's test images and kernels are never touched;
+printed with the PSNR it buys per σ. Variants (:data:`VARIANTS`): ``plain`` hands the denoiser the
+data step's estimate as it is; ``x8`` is DPIR's: the estimate clamped to [0, 1] and, at iteration
+``i``, turned by element ``i mod 8`` of the square's symmetries (and turned back after), so that
+the denoiser's orientation-dependent errors average out over the iterations at no extra cost. The benchmark's test images and kernels are never touched;
 ``python -m deblur_edu.bench.tune --methods pnp`` then tunes λ per σ, on the ``pnp`` method's finer
 grid, for the chosen schedule.
 """
@@ -30,10 +33,14 @@ from ..zoo import available
 from ..bench.tune import BOUNDARIES, TUNED_SIGMAS
 
 
-def trial(defaults: dict, iterations: int, sigma_start: float, lam: float) -> dict:
+#: how the denoiser is handed each estimate (keyword arguments of :func:`deblur_edu.learned.pnp.pnp_hqs`)
+VARIANTS = {"plain": {"orientations": False, "clamp": False}, "x8": {"orientations": True, "clamp": True}}
+
+
+def trial(defaults: dict, iterations: int, sigma_start: float, variant: str, lam: float) -> dict:
     """The tuned defaults with pnp's schedule and λ (at every σ) replaced by these."""
-    return {**defaults, "schedules": {**defaults.get("schedules", {}),
-                                      "pnp": {"iterations": iterations, "sigma_start": sigma_start}},
+    schedule = {"iterations": iterations, "sigma_start": sigma_start, **VARIANTS[variant]}
+    return {**defaults, "schedules": {**defaults.get("schedules", {}), "pnp": schedule},
             "methods": {**defaults["methods"], "pnp": {"lam": [lam] * len(TUNED_SIGMAS)}}}
 
 
@@ -42,21 +49,21 @@ def score(bench, device, defaults: dict, sigma: float) -> float:
     return sum(evaluate(bench, "pnp", b, sigma, device, defaults)["psnr"] for b in BOUNDARIES) / len(BOUNDARIES)
 
 
-def sweep(bench, device, iterations: list[int], starts: list[float], lams: list[float]) -> list[dict]:
+def sweep(bench, device, iterations: list[int], starts: list[float], lams: list[float],
+          variants: list[str] = ("plain",)) -> list[dict]:
     """One row per schedule: at each tuned σ, the best λ of ``lams`` and its tune PSNR."""
     defaults = load_defaults()
     rows = []
-    for n in iterations:
-        for start in starts:
-            t0 = time.time()
-            best = {sigma: max((score(bench, device, trial(defaults, n, start, lam), sigma), lam) for lam in lams)
-                    for sigma in TUNED_SIGMAS}
-            rows.append({"iterations": n, "sigma_start": start,
-                         "psnr": {f"{s:g}": best[s][0] for s in TUNED_SIGMAS},
-                         "lam": {f"{s:g}": best[s][1] for s in TUNED_SIGMAS},
-                         "mean": sum(b[0] for b in best.values()) / len(best), "seconds": time.time() - t0})
-            print(f"  iterations {n:3d}  start {start:.3f}  " + "  ".join(
-                f"σ={s:g}: {best[s][0]:.2f} (λ={best[s][1]:.3g})" for s in TUNED_SIGMAS), flush=True)
+    for n, start, variant in ((n, s, v) for n in iterations for s in starts for v in variants):
+        t0 = time.time()
+        best = {sigma: max((score(bench, device, trial(defaults, n, start, variant, lam), sigma), lam)
+                           for lam in lams) for sigma in TUNED_SIGMAS}
+        rows.append({"iterations": n, "sigma_start": start, "variant": variant, **VARIANTS[variant],
+                     "psnr": {f"{s:g}": best[s][0] for s in TUNED_SIGMAS},
+                     "lam": {f"{s:g}": best[s][1] for s in TUNED_SIGMAS},
+                     "mean": sum(b[0] for b in best.values()) / len(best), "seconds": time.time() - t0})
+        print(f"  iterations {n:3d}  start {start:.3f}  {variant:>5}  " + "  ".join(
+            f"σ={s:g}: {best[s][0]:.2f} (λ={best[s][1]:.3g})" for s in TUNED_SIGMAS), flush=True)
     return rows
 
 
@@ -64,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m deblur_edu.experiments.ch2_pnp_schedule", description=__doc__.split("\n")[0])
     p.add_argument("--iterations", type=positive_int, nargs="+", default=[8, 16, 24])
     p.add_argument("--starts", type=positive_float, nargs="+", default=[49 / 255], help="first denoising levels, < 1")
+    p.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=["plain", "x8"],
+                   help="how the denoiser is handed each estimate (plain; x8: clamped and turned, as DPIR)")
     p.add_argument("--lams", type=positive_float, nargs="+", default=[0.1, 0.23, 0.5])
     p.add_argument("--defaults", default=str(DEFAULTS_FILE),
                    help="the tuned defaults to write the chosen schedule into (schedules.pnp)")
@@ -79,10 +88,10 @@ def main(argv: list[str] | None = None) -> int:
             raise FileNotFoundError("pnp needs the checkpoint denoiser-cpu: make denoiser-checkpoint trains it.")
         device = pick_device(args.device)
         bench = load_benchmark("tune", data_dir=args.data_dir)
-    rows = sweep(bench, device, args.iterations, args.starts, args.lams)
+    rows = sweep(bench, device, args.iterations, args.starts, args.lams, args.variants)
     best = max(rows, key=lambda r: r["mean"])
-    chosen = {"iterations": best["iterations"], "sigma_start": best["sigma_start"]}
-    print(f"chosen: iterations {chosen['iterations']}, sigma_start {chosen['sigma_start']:.4f} "
+    chosen = {"iterations": best["iterations"], "sigma_start": best["sigma_start"], **VARIANTS[best["variant"]]}
+    print(f"chosen: iterations {chosen['iterations']}, sigma_start {chosen['sigma_start']:.4f}, {best['variant']} "
           f"(mean tune PSNR {best['mean']:.2f} dB)")
     defaults = load_defaults(args.defaults)
     defaults.setdefault("schedules", {})["pnp"] = chosen

@@ -59,6 +59,35 @@ def dpir_schedule(sigma: float, iterations: int, sigma_start: float = SIGMA_STAR
     return [float(start * (end / start) ** (i / (iterations - 1))) for i in range(iterations)]
 
 
+def orient(x: torch.Tensor, i: int) -> torch.Tensor:
+    """Element ``i`` (0–7) of the square's symmetry group applied to ``x``: transpose if bit 4, then
+    mirror the rows if bit 1 and the columns if bit 2. :func:`unorient` undoes it.
+
+    Example:
+        >>> x = torch.arange(6.0).reshape(1, 1, 2, 3)
+        >>> all(torch.equal(unorient(orient(x, i), i), x) for i in range(8))
+        True
+    """
+    if i & 4:
+        x = x.transpose(-2, -1)
+    if i & 1:
+        x = x.flip(-2)
+    if i & 2:
+        x = x.flip(-1)
+    return x
+
+
+def unorient(x: torch.Tensor, i: int) -> torch.Tensor:
+    """The inverse of :func:`orient` ``(x, i)``: the same steps in reverse order."""
+    if i & 2:
+        x = x.flip(-1)
+    if i & 1:
+        x = x.flip(-2)
+    if i & 4:
+        x = x.transpose(-2, -1)
+    return x
+
+
 def pnp_hqs(
     y: torch.Tensor,
     k: torch.Tensor,
@@ -68,6 +97,8 @@ def pnp_hqs(
     iterations: int = 8,
     sigma_start: float = SIGMA_START,
     cg_iterations: int = 10,
+    orientations: bool = False,
+    clamp: bool = False,
 ) -> torch.Tensor:
     r"""Plug-and-play HQS deblurring, border-aware (see the module docstring).
 
@@ -114,7 +145,7 @@ def pnp_hqs(
     x = pad(y, pads, "replicate")
     z = x
     noise = max(sigma, NOISE_FLOOR)
-    for sigma_k in dpir_schedule(sigma, iterations, sigma_start):
+    for i, sigma_k in enumerate(dpir_schedule(sigma, iterations, sigma_start)):
         alpha = lam * noise**2 / sigma_k**2
 
         def normal(v: torch.Tensor, alpha: float = alpha) -> torch.Tensor:
@@ -124,5 +155,6 @@ def pnp_hqs(
             return irfft2(rfft2(r) / (K.abs() ** 2 + alpha), shape)
 
         x = preconditioned_cg(normal, At_y + alpha * z, x, precondition, cg_iterations)
-        z = denoiser(x, sigma_k)
+        v = x.clamp(0, 1) if clamp else x
+        z = unorient(denoiser(orient(v, i), sigma_k), i) if orientations else denoiser(v, sigma_k)
     return crop(z, pads).to(dtype)
