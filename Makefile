@@ -111,19 +111,21 @@ reblur-checkpoints: setup
 	$(PY) -m deblur_edu.experiments.ch5_reblur_probe --steps 600 --json benchmarks/reblur_probe.json --record
 
 # the learned Gaussian denoiser and plug-and-play (chapter 2's last section): train on the photographs,
-# copy, measure it as a denoiser, choose pnp's schedule and then its λ per σ on the tune split (both written
+# copy, measure it as a denoiser, choose pnp's schedule (iterations, x8 mode) with its λ per σ on the tune split (written
 # into deblur_edu/bench/tuned_defaults.json), benchmark
-# pnp on the test split (README block) and on the second test set, record; and the synthesis speed
+# pnp on the test split (README block) and on the second test set, record, re-run it in the comparison
+# (chapter 7, README); and the synthesis speed
 denoiser-checkpoint: setup
 	$(PY) -m deblur_edu.train denoiser --config cpu --out runs/denoiser-cpu --resume --no-progress
 	$(MAKE) copy-runs RUNS="denoiser-cpu:denoiser-cpu"
 	$(PY) -m deblur_edu.experiments.ch2_denoising --json benchmarks/denoiser.json
-	$(PY) -m deblur_edu.experiments.ch2_pnp_schedule --iterations 8 12 --json benchmarks/pnp_schedule.json
-	$(PY) -m deblur_edu.bench.tune --methods pnp
+	$(PY) -m deblur_edu.experiments.ch2_pnp_schedule --iterations 12 24 --variants plain x8 --lams 0.2 0.4 --json benchmarks/pnp_schedule.json
 	$(PY) -m deblur_edu.bench --methods tv,hyper-laplacian,pnp --boundaries valid circular --json benchmarks/pnp.json \
 	  --no-speed --readme README.md --readme-block pnp
 	$(PY) -m deblur_edu.bench --methods tv,hyper-laplacian,pnp --split extra --boundaries valid --json benchmarks/pnp_extra.json --no-speed
 	$(PY) -m deblur_edu.zoo.checkpoints deblur_edu/zoo/weights/denoiser-cpu benchmarks/pnp.json --method pnp
+	$(PY) -m deblur_edu.bench.compare --methods pnp --update --json benchmarks/comparison.json --readme README.md \
+	  --figure benchmarks/comparison.png
 	$(PY) -m deblur_edu.experiments.synthesis_speed --json benchmarks/synthesis_speed.json
 
 # copy finished runs (RUNS: run:name pairs) to the shipped weights and their logs to benchmarks/

@@ -30,6 +30,7 @@ MISTAKES = [
     ("denoising", ["--checkpoint", "nope"], "nope.json is missing"),
     ("pnp_schedule", ["--starts", "2"], "each must be < 1"),
     ("pnp_schedule", ["--iterations", "0"], "--iterations: must be a whole number ≥ 1"),
+    ("pnp_schedule", ["--apply", "nope.json"], "nope.json does not exist"),
     ("synthesis_speed", ["--batch", "0"], "--batch: must be a whole number ≥ 1"),
     ("synthesis_speed", ["--data-dir", "/nope"], "/nope"),
 ]

@@ -92,3 +92,38 @@ def test_training_cost_counts_the_checkpoints_a_model_is_built_on():
     total = compare.training_cost("reblur-cpu")["minutes"]
     assert abs(total - (own("reblur-cpu") + own("reblur-l1-cpu") + own("reblur-module-cpu"))) < 1e-9
     assert compare.training_cost("reblur-l1-cpu")["minutes"] == own("reblur-l1-cpu")
+
+
+def test_update_reruns_the_named_methods_and_keeps_the_others(tmp_path, data_dir, monkeypatch):
+    monkeypatch.setenv("DEBLUR_EDU_DATA", str(data_dir))
+    out = tmp_path / "cmp.json"
+    compare.main(["--quick", "--methods", "blurred,wiener-taper", "--json", str(out)])
+    first = json.loads(out.read_text())
+    kept = [r for r in first["results"] if r["method"] == "blurred"]
+    monkeypatch.setattr(compare, "evaluate", lambda bench, m, b, s, *a: {**next(
+        r for r in first["results"] if (r["method"], r["boundary"], r["sigma"]) == (m, b, s)), "psnr": 99.0})
+    compare.main(["--quick", "--methods", "wiener-taper", "--json", str(out), "--update"])
+    merged = json.loads(out.read_text())
+    assert [r for r in merged["results"] if r["method"] == "blurred"] == kept
+    assert [r["psnr"] for r in merged["results"] if r["method"] == "wiener-taper"] == [99.0] * 4
+    assert [m["method"] for m in merged["methods"]] == ["blurred", "wiener-taper"]  # the book's order
+    assert merged["environment"]["updates"][0]["methods"] == ["wiener-taper"]
+    assert "Re-run later with `--update`" in compare.markdown(merged) and "`wiener-taper`" in compare.markdown(merged)
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--update", "--methods", "tv"], "give both"),
+    (["--update", "--json", "x.json"], "give both"),
+    (["--update", "--methods", "tv", "--json", "nope.json"], "nope.json does not exist"),
+])
+def test_update_needs_methods_and_an_existing_comparison(argv, says, cli_error, monkeypatch):
+    monkeypatch.setattr(compare, "evaluate", lambda *a, **k: pytest.fail("the run started"))
+    assert says in cli_error(compare.main, ["--quick", *argv])
+
+
+def test_update_refuses_a_comparison_of_another_protocol(tmp_path, data_dir, monkeypatch, cli_error):
+    monkeypatch.setenv("DEBLUR_EDU_DATA", str(data_dir))
+    out = tmp_path / "cmp.json"
+    compare.main(["--quick", "--methods", "blurred", "--json", str(out)])
+    monkeypatch.setattr(compare, "evaluate", lambda *a, **k: pytest.fail("the run started"))
+    assert "run the whole comparison instead" in cli_error(compare.main, ["--methods", "blurred", "--json", str(out), "--update"])

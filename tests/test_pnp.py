@@ -1,13 +1,18 @@
 """Plug-and-play HQS: the data step solves its linear system, an oracle prior recovers the truth,
 the schedule is DPIR's, and conjugate gradients solve SPD systems (batched, differentiable)."""
 
+import json
+import shutil
+
 import pytest
 import torch
 
+from deblur_edu.bench.methods import DEFAULTS_FILE
 from deblur_edu.classical.tv_admm import scene_pads_fast
+from deblur_edu.experiments.ch2_pnp_schedule import write_choice
 from deblur_edu.learned.fixed_point import preconditioned_cg
 from deblur_edu.kernels import camera_shake
-from deblur_edu.learned.pnp import NOISE_FLOOR, dpir_schedule, pnp_hqs
+from deblur_edu.learned.pnp import NOISE_FLOOR, dpir_schedule, orient, pnp_hqs, unorient
 from deblur_edu.physics import Blur, crop
 
 
@@ -101,3 +106,42 @@ def test_pnp_refuses_bad_settings():
         pnp_hqs(y, k, 0.01, lambda v, s: v, iterations=0)
     with pytest.raises(ValueError, match="sigma"):
         pnp_hqs(y, k, -0.01, lambda v, s: v)
+
+
+def test_orient_and_unorient_are_the_eight_symmetries_of_the_square():
+    x = torch.arange(12.0).reshape(1, 1, 3, 4)
+    turned = [orient(x, i) for i in range(8)]
+    assert all(torch.equal(unorient(t, i), x) for i, t in enumerate(turned))
+    assert len({tuple(t.flatten().tolist()) + tuple(t.shape) for t in turned}) == 8  # eight different images
+
+
+def test_x8_mode_hands_the_denoiser_a_clamped_turned_estimate_and_turns_it_back():
+    """An equivariant denoiser (a symmetric 3×3 mean) gives the same result turned or not; the
+    denoiser sees iteration i's estimate turned by i mod 8 (transposed for i = 4..7) and in [0, 1]."""
+    x, y, k, pads = problem(sigma=0.02)
+    y = y[..., :-5]  # narrower than tall: a transposed estimate is wider than tall
+    mean3 = lambda v, s: torch.nn.functional.avg_pool2d(v, 3, 1, 1)  # noqa: E731
+    plain = pnp_hqs(y, k, 0.02, mean3, iterations=8, lam=0.2, clamp=True)
+    seen = []
+    turned = pnp_hqs(y, k, 0.02, lambda v, s: seen.append(v) or mean3(v, s), iterations=8, lam=0.2,
+                     orientations=True, clamp=True)
+    torch.testing.assert_close(turned, plain, atol=1e-9, rtol=0)
+    assert [v.shape[-1] > v.shape[-2] for v in seen] == [False] * 4 + [True] * 4
+    assert all(float(v.min()) >= 0 and float(v.max()) <= 1 for v in seen)
+    shift = lambda v, s: torch.roll(v, 1, -1)  # noqa: E731  (not equivariant: turning changes the answer)
+    assert not torch.allclose(pnp_hqs(y, k, 0.02, shift, iterations=4, lam=0.2, orientations=True),
+                              pnp_hqs(y, k, 0.02, shift, iterations=4, lam=0.2))
+
+
+def test_the_schedule_sweep_writes_its_best_row_with_its_lambdas(tmp_path):
+    f = tmp_path / "defaults.json"
+    shutil.copy(DEFAULTS_FILE, f)
+    before = json.loads(f.read_text())
+    rows = [{"iterations": 12, "sigma_start": 0.19, "variant": "plain", "lam": {"0.01": 0.4, "0.03": 0.2}, "mean": 28.1},
+            {"iterations": 24, "sigma_start": 0.19, "variant": "x8", "lam": {"0.01": 0.2, "0.03": 0.4}, "mean": 28.3}]
+    chosen = write_choice(rows, str(f))
+    after = json.loads(f.read_text())
+    assert chosen == after["schedules"]["pnp"] == {"iterations": 24, "sigma_start": 0.19, "orientations": True, "clamp": True}
+    assert after["methods"]["pnp"] == {"lam": [0.2, 0.4]}
+    assert {k: v for k, v in after["methods"].items() if k != "pnp"} == {
+        k: v for k, v in before["methods"].items() if k != "pnp"}

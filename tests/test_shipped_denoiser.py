@@ -53,11 +53,13 @@ def test_a_live_denoising_case_agrees_with_the_committed_table(clean):
     assert float(gain.min()) > 3  # measured ≈ 4–6 dB on these images
 
 
-def test_pnp_s_schedule_is_the_one_chosen_on_the_tune_split():
-    chosen = json.loads((ROOT / "benchmarks/pnp_schedule.json").read_text())["chosen"]
-    schedule = pnp_schedule(load_defaults())
+def test_pnp_s_schedule_and_weights_are_the_ones_chosen_on_the_tune_split():
+    sweep = json.loads((ROOT / "benchmarks/pnp_schedule.json").read_text())
+    chosen, schedule = sweep["chosen"], pnp_schedule(load_defaults())
     assert schedule["iterations"] == chosen["iterations"] and schedule["sigma_start"] == pytest.approx(chosen["sigma_start"])
-    assert "pnp" in load_defaults()["methods"]
+    assert (schedule["orientations"], schedule["clamp"]) == (chosen["orientations"], chosen["clamp"])
+    best = max(sweep["rows"], key=lambda r: r["mean"])
+    assert load_defaults()["methods"]["pnp"]["lam"] == [best["lam"]["0.01"], best["lam"]["0.03"]]
 
 
 def test_pnp_beats_tv_on_tune_cases(data_dir):

@@ -123,6 +123,17 @@ def test_a_batch_is_the_valid_blur_of_its_scene_plus_noise_then_quantised(synth)
     assert torch.equal(batch["kernel"], k) and torch.equal(batch["sigma"], sigma)
 
 
+def test_mixed_scenes_are_photo_or_dead_leaves_crops_gathered_once(synth):
+    """The one gather from both banks gives what two croppings and a choice per sample give."""
+    n, side = 40, 36
+    scenes = synth.scenes(n, side, torch.Generator().manual_seed(9))
+    g = torch.Generator().manual_seed(9)
+    photos, leaves = synth.photos.crops(n, side, g), synth.dead_leaves.crops(n, side, g)
+    use = torch.rand(n, generator=g) < synth.dead_leaves_fraction
+    assert 0 < int(use.sum()) < n  # both kinds are in this batch
+    assert torch.equal(scenes, torch.where(use[:, None, None, None], leaves, photos))
+
+
 def test_denoising_batches_draw_sigma_log_uniformly():
     bank = ImageBank([torch.rand(1, 1, 64, 64)])
     synth = DenoisingSynthesis(bank, patch=16, sigma_range=(0.002, 0.2))

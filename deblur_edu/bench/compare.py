@@ -1,7 +1,7 @@
 """Every method of the book side by side: the comparison of chapter 7 and the README.
 
     python -m deblur_edu.bench.compare [--quick] [--methods a,b,...] [--json OUT] [--readme README.md]
-        [--figure PNG] [--device cpu|cuda]
+        [--figure PNG] [--device cpu|cuda] [--update]
 
 Runs the benchmark of :mod:`deblur_edu.bench.run` (Set12 09–12 × Levin et al.'s 8 kernels,
 ``valid`` and ``circular`` blur, σ = 0.01 and 0.03) on every method in :data:`COMPARED`
@@ -9,14 +9,19 @@ that is available (learned ones need their shipped checkpoint), and adds what th
 does not know: each method's no-reference sharpness (blur effect, lower is sharper), its
 parameters (those used at inference) and its training cost (from the checkpoint's
 metadata; for AdaRevD, its sub-decoders plus the frozen encoder's own training).
-``--quick`` runs a subset on small crops (the chapter's live mode on a CPU).
+``--quick`` runs a subset on small crops (the chapter's live mode on a CPU). ``--update`` re-runs
+only ``--methods`` and puts them into the comparison already in ``--json`` (same protocol), keeping the
+other methods' results; the JSON and the table's footnote say which methods were re-run, when and at
+which commit — their seconds per image come from that later run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -97,6 +102,9 @@ def markdown(out: dict) -> str:
                   f"Split `{env['split']}`: images {', '.join(env['images'])} ({env['crop']}² crops) × {env['kernels']} "
                   f"kernels; {env['cpu']}, {env['torch_threads']} threads, torch {env['torch']}, {env['device']}; "
                   f"commit `{env['commit'][:10]}`."]
+    for u in env.get("updates", []):
+        lines[-1] += (f" Re-run later with `--update` ({u['date'][:10]}, commit `{u['commit'][:10]}`): "
+                      f"{', '.join(f'`{m}`' for m in u['methods'])}; their seconds per image are from that run.")
     return "\n".join(lines)
 
 
@@ -133,6 +141,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--readme", default=None, help="write the table into this README's <!-- compare --> block")
     p.add_argument("--figure", default=None, help="write the PSNR-against-time figure (PNG) here")
     p.add_argument("--device", default=None)
+    p.add_argument("--update", action="store_true",
+                   help="re-run only --methods and merge them into the comparison in --json (the others are kept)")
     return p
 
 
@@ -141,6 +151,12 @@ def prepare(args: argparse.Namespace) -> tuple[list[str], torch.device, Benchmar
     have its checkpoint; by default the available ones), the device, the benchmark — and a
     ``--readme`` that has its block and will not receive fallback results."""
     methods = args.methods
+    if getattr(args, "update", False):
+        if not methods or not args.json:
+            raise ValueError("--update re-runs the --methods named and merges them into the comparison in --json: "
+                             "give both.")
+        if not Path(args.json).is_file():
+            raise FileNotFoundError(f"--update: {args.json} does not exist; run the whole comparison first.")
     if methods:
         check_methods(methods)
     else:
@@ -178,6 +194,36 @@ def run(args: argparse.Namespace, progress: bool = True,
             "seconds": time.time() - start}
 
 
+#: what two runs must share for their tables to be merged
+PROTOCOL = ("split", "data", "images", "kernels", "crop")
+
+
+def check_same_protocol(old: dict, new: dict) -> None:
+    """Refuse to merge runs that measured different things (environments as :func:`environment` writes)."""
+    if any(old.get(key) != new.get(key) for key in PROTOCOL):
+        raise ValueError("--update: the comparison in --json was measured on "
+                         + ", ".join(f"{key}={old.get(key)!r}" for key in PROTOCOL) + ", this run would be on "
+                         + ", ".join(f"{key}={new.get(key)!r}" for key in PROTOCOL) + "; run the whole comparison instead.")
+
+
+def merge(old: dict, new: dict) -> dict:
+    """``old`` with the methods of ``new`` replaced (or added, in the book's order); ``updates`` lists
+    each re-run (methods, commit, date, command)."""
+    a, b = old["environment"], new["environment"]
+    check_same_protocol(a, b)
+    rerun = {m["method"] for m in new["methods"]}
+    order = list(COMPARED)
+    rank = lambda method: order.index(method) if method in order else len(order)  # noqa: E731
+    methods = sorted([m for m in old["methods"] if m["method"] not in rerun] + new["methods"],
+                     key=lambda m: rank(m["method"]))
+    results = sorted([r for r in old["results"] if r["method"] not in rerun] + new["results"],
+                     key=lambda r: rank(r["method"]))
+    update = {"methods": sorted(rerun, key=rank), **{k: b[k] for k in ("commit", "date", "command")},
+              "seconds": new["seconds"]}
+    return {**old, "results": results, "methods": methods,
+            "environment": {**a, "updates": [*a.get("updates", []), update]}}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = parser()
@@ -185,7 +231,13 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     with user_errors(p):  # a mistake in the arguments: one line, exit 2, before the run
         prepared = prepare(args)
+        old = json.loads(Path(args.json).read_text()) if args.update else None
+        if old is not None:
+            _, device, bench = prepared
+            check_same_protocol(old["environment"], environment(device, bench, ""))
     out = run(args, prepared=prepared)
+    if old is not None:
+        out = merge(old, out)
     table = markdown(out)
     print(table)
     if args.json:

@@ -1,17 +1,21 @@
-r"""Plug-and-play's schedule, chosen on the tune split: how many HQS iterations, from which level.
+r"""Plug-and-play's schedule, chosen on the tune split: how many HQS iterations, from which level, which variant.
 
     python -m deblur_edu.experiments.ch2_pnp_schedule [--iterations 8 16 24] [--starts 0.192]
-        [--variants plain x8] [--lams 0.1 0.23 0.5] [--json benchmarks/pnp_schedule.json]
+        [--variants plain x8] [--lams 0.1 0.23 0.5] [--json benchmarks/pnp_schedule.json] [--apply JSON]
 
-For every (iterations, first denoising level, variant) and every λ of a coarse grid around DPIR's 0.23, the
-mean PSNR over the tune split (Set12 05, 07 × 8 seeded camera shakes, both boundaries) at σ = 0.01
-and 0.03. A schedule's score is the mean over both σ, each at its best λ; the best schedule is
-printed with the PSNR it buys per σ. Variants (:data:`VARIANTS`): ``plain`` hands the denoiser the
-data step's estimate as it is; ``x8`` is DPIR's: the estimate clamped to [0, 1] and, at iteration
-``i``, turned by element ``i mod 8`` of the square's symmetries (and turned back after), so that
-the denoiser's orientation-dependent errors average out over the iterations at no extra cost. The benchmark's test images and kernels are never touched;
-``python -m deblur_edu.bench.tune --methods pnp`` then tunes λ per σ, on the ``pnp`` method's finer
-grid, for the chosen schedule.
+For every (iterations, first denoising level, variant) and every λ of a coarse grid around DPIR's
+0.23, the mean PSNR over the tune split (Set12 05, 07 × 8 seeded camera shakes, both boundaries)
+at σ = 0.01 and 0.03. A schedule's score is the mean over both σ, each at its best λ; the best
+schedule is printed with the PSNR it buys per σ and written, with its λ per σ, into the tuned
+defaults (``--apply`` writes a finished sweep's choice again, from its JSON, without sweeping).
+
+Variants (:data:`VARIANTS`): ``plain`` hands the denoiser the data step's estimate as it is;
+``x8`` is DPIR's: the estimate clamped to [0, 1] and, at iteration ``i``, turned by element
+``i mod 8`` of the square's symmetries (and turned back after), so that the denoiser's
+orientation-dependent errors average out over the iterations at no extra cost.
+
+The benchmark's test images and kernels are never touched. ``python -m deblur_edu.bench.tune
+--methods pnp`` can then refine λ per σ on the ``pnp`` method's grid for the chosen schedule.
 """
 
 from __future__ import annotations
@@ -67,6 +71,23 @@ def sweep(bench, device, iterations: list[int], starts: list[float], lams: list[
     return rows
 
 
+def write_choice(rows: list[dict], defaults_file: str) -> dict:
+    """Write the best row's schedule (``schedules.pnp``) and its λ per σ (``methods.pnp.lam``) into the
+    tuned defaults; return the schedule. ``python -m deblur_edu.bench.tune --methods pnp`` can then
+    refine λ on the method's finer grid."""
+    best = max(rows, key=lambda r: r["mean"])
+    chosen = {"iterations": best["iterations"], "sigma_start": best["sigma_start"], **VARIANTS[best["variant"]]}
+    lam = [best["lam"][f"{s:g}"] for s in TUNED_SIGMAS]
+    print(f"chosen: iterations {chosen['iterations']}, sigma_start {chosen['sigma_start']:.4f}, {best['variant']}, "
+          f"λ {lam} (mean tune PSNR {best['mean']:.2f} dB)")
+    defaults = load_defaults(defaults_file)
+    defaults.setdefault("schedules", {})["pnp"] = chosen
+    defaults["methods"]["pnp"] = {"lam": lam}
+    Path(defaults_file).write_text(json.dumps(defaults, indent=2) + "\n")
+    print(f"wrote the schedule and λ into {defaults_file}")
+    return chosen
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m deblur_edu.experiments.ch2_pnp_schedule", description=__doc__.split("\n")[0])
     p.add_argument("--iterations", type=positive_int, nargs="+", default=[8, 16, 24])
@@ -77,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--defaults", default=str(DEFAULTS_FILE),
                    help="the tuned defaults to write the chosen schedule into (schedules.pnp)")
     p.add_argument("--json", default=None)
+    p.add_argument("--apply", default=None, metavar="JSON",
+                   help="write the choice of a finished sweep (its --json) into --defaults, without sweeping")
     p.add_argument("--device", default=None)
     p.add_argument("--data-dir", default=None)
     argv = sys.argv[1:] if argv is None else argv
@@ -84,19 +107,17 @@ def main(argv: list[str] | None = None) -> int:
     with user_errors(p):  # a bad level, a missing checkpoint or data: one line, exit 2, before the sweep
         if not all(s < 1 for s in args.starts):
             raise ValueError(f"--starts are denoising levels of images in [0, 1]: each must be < 1, got {args.starts}.")
+        if args.apply and not Path(args.apply).is_file():
+            raise FileNotFoundError(f"--apply: {args.apply} does not exist; it is the --json of a finished sweep.")
         if not available("denoiser-cpu"):
             raise FileNotFoundError("pnp needs the checkpoint denoiser-cpu: make denoiser-checkpoint trains it.")
         device = pick_device(args.device)
         bench = load_benchmark("tune", data_dir=args.data_dir)
+    if args.apply:  # a finished sweep's choice, without running it again
+        write_choice(json.loads(Path(args.apply).read_text())["rows"], args.defaults)
+        return 0
     rows = sweep(bench, device, args.iterations, args.starts, args.lams, args.variants)
-    best = max(rows, key=lambda r: r["mean"])
-    chosen = {"iterations": best["iterations"], "sigma_start": best["sigma_start"], **VARIANTS[best["variant"]]}
-    print(f"chosen: iterations {chosen['iterations']}, sigma_start {chosen['sigma_start']:.4f}, {best['variant']} "
-          f"(mean tune PSNR {best['mean']:.2f} dB)")
-    defaults = load_defaults(args.defaults)
-    defaults.setdefault("schedules", {})["pnp"] = chosen
-    Path(args.defaults).write_text(json.dumps(defaults, indent=2) + "\n")
-    print(f"wrote the schedule into {args.defaults}; now tune λ: python -m deblur_edu.bench.tune --methods pnp")
+    chosen = write_choice(rows, args.defaults)
     if args.json:
         write_json(args.json, {"rows": rows, "chosen": chosen,
                                "provenance": provenance(device, split="tune", data="set12 05, 07 x camera shakes",

@@ -24,6 +24,14 @@ not commute), so it is solved by preconditioned conjugate gradients
 ``(|K|² + α)⁻¹`` as preconditioner, a fixed number of iterations warm-started from the
 previous estimate (no host synchronisation; differentiable). The result is the last
 denoised estimate ``z``, cropped to ``y``'s size.
+
+**DPIR's x8 mode** (``orientations=True, clamp=True``): the denoiser is handed the data step's
+estimate clamped to [0, 1] (the range it was trained on) and, at iteration ``i``, turned by element
+``i mod 8`` of the square's symmetries (:func:`orient`), its output turned back. A network is not
+exactly equivariant to flips and quarter turns; cycling through them spreads its
+orientation-dependent errors over the iterations, where they average out — an ensemble at no
+extra cost. ``python -m deblur_edu.experiments.ch2_pnp_schedule`` measures what it buys on the
+tune split.
 """
 
 from __future__ import annotations
@@ -111,6 +119,8 @@ def pnp_hqs(
         iterations: HQS iterations (denoiser calls).
         sigma_start: the first denoising level.
         cg_iterations: conjugate-gradient iterations per data step.
+        orientations: turn the estimate by symmetry ``i mod 8`` before the ``i``-th denoiser call.
+        clamp: clamp the estimate to [0, 1] before each denoiser call.
     Returns:
         x̂ with y's shape.
 
