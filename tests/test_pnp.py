@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from deblur_edu.bench.methods import DEFAULTS_FILE
+from deblur_edu.bench.methods import DEFAULTS_FILE, pnp_schedule
 from deblur_edu.classical.tv_admm import scene_pads_fast
 from deblur_edu.experiments.ch2_pnp_schedule import write_choice
 from deblur_edu.learned.fixed_point import preconditioned_cg
@@ -133,15 +133,19 @@ def test_x8_mode_hands_the_denoiser_a_clamped_turned_estimate_and_turns_it_back(
                               pnp_hqs(y, k, 0.02, shift, iterations=4, lam=0.2))
 
 
-def test_the_schedule_sweep_writes_its_best_row_with_its_lambdas(tmp_path):
+def test_the_schedule_sweep_writes_the_best_row_at_each_sigma_with_its_lambda(tmp_path):
     f = tmp_path / "defaults.json"
     shutil.copy(DEFAULTS_FILE, f)
     before = json.loads(f.read_text())
     rows = [{"iterations": 12, "sigma_start": 0.19, "variant": "plain", "lam": {"0.01": 0.4, "0.03": 0.2}, "mean": 28.1},
             {"iterations": 24, "sigma_start": 0.19, "variant": "x8", "lam": {"0.01": 0.2, "0.03": 0.4}, "mean": 28.3}]
+    rows[0]["psnr"], rows[1]["psnr"] = {"0.01": 30.0, "0.03": 26.5}, {"0.01": 30.2, "0.03": 26.4}
     chosen = write_choice(rows, str(f))
     after = json.loads(f.read_text())
-    assert chosen == after["schedules"]["pnp"] == {"iterations": 24, "sigma_start": 0.19, "orientations": True, "clamp": True}
-    assert after["methods"]["pnp"] == {"lam": [0.2, 0.4]}
+    assert chosen == after["schedules"]["pnp"] == [  # per σ, the row best at that σ
+        {"iterations": 24, "sigma_start": 0.19, "orientations": True, "clamp": True},
+        {"iterations": 12, "sigma_start": 0.19, "orientations": False, "clamp": False}]
+    assert after["methods"]["pnp"] == {"lam": [0.2, 0.2]}
+    assert [pnp_schedule(after, s)["iterations"] for s in (0.005, 0.01, 0.016, 0.018, 0.03, 0.1)] == [24, 24, 24, 12, 12, 12]
     assert {k: v for k, v in after["methods"].items() if k != "pnp"} == {
         k: v for k, v in before["methods"].items() if k != "pnp"}

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from deblur_edu.bench.methods import get_method, load_defaults, pnp_schedule
+from deblur_edu.experiments.ch2_pnp_schedule import choose
 from deblur_edu.bench.protocol import load_benchmark
 from deblur_edu.bench.report import markdown_table
 from deblur_edu.data import centre_crop, set12
@@ -55,11 +56,10 @@ def test_a_live_denoising_case_agrees_with_the_committed_table(clean):
 
 def test_pnp_s_schedule_and_weights_are_the_ones_chosen_on_the_tune_split():
     sweep = json.loads((ROOT / "benchmarks/pnp_schedule.json").read_text())
-    chosen, schedule = sweep["chosen"], pnp_schedule(load_defaults())
-    assert schedule["iterations"] == chosen["iterations"] and schedule["sigma_start"] == pytest.approx(chosen["sigma_start"])
-    assert (schedule["orientations"], schedule["clamp"]) == (chosen["orientations"], chosen["clamp"])
-    best = max(sweep["rows"], key=lambda r: r["mean"])
-    assert load_defaults()["methods"]["pnp"]["lam"] == [best["lam"]["0.01"], best["lam"]["0.03"]]
+    schedules, lam = choose(sweep["rows"])
+    assert sweep["chosen"] == schedules and load_defaults()["methods"]["pnp"]["lam"] == lam
+    for sigma, chosen in zip(load_defaults()["sigmas"], schedules):
+        assert {k: pnp_schedule(load_defaults(), sigma)[k] for k in chosen} == chosen
 
 
 def test_pnp_beats_tv_on_tune_cases(data_dir):

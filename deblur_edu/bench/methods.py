@@ -150,19 +150,25 @@ def _shipped(name: str):
 #: plug-and-play's schedule besides λ: HQS iterations, the first denoising level, the CG iterations per
 #: data step, and how the denoiser is handed each estimate (``orientations`` and ``clamp`` together are
 #: DPIR's x8 mode). The defaults are DPIR's plain loop; ``python -m deblur_edu.experiments.ch2_pnp_schedule``
-#: chooses iterations, first level and variant on the *tune* split and writes them into
-#: ``tuned_defaults.json`` (``schedules.pnp``), where ``python -m deblur_edu.bench.tune`` then adds λ per σ.
+#: chooses iterations, first level and variant per tuned σ, with λ, on the *tune* split and writes them into
+#: ``tuned_defaults.json`` (``schedules.pnp``, ``methods.pnp``).
 PNP_SCHEDULE = {"iterations": 8, "sigma_start": 49 / 255, "cg_iterations": 10, "orientations": False, "clamp": False}
 
 
-def pnp_schedule(defaults: dict) -> dict:
-    """Plug-and-play's schedule: :data:`PNP_SCHEDULE` updated by the tuned ``schedules.pnp``."""
-    return {**PNP_SCHEDULE, **defaults.get("schedules", {}).get("pnp", {})}
+def pnp_schedule(defaults: dict, sigma: float) -> dict:
+    """Plug-and-play's schedule at noise level ``sigma``: :data:`PNP_SCHEDULE` updated by the tuned
+    ``schedules.pnp`` — one schedule, or one per tuned σ (``defaults["sigmas"]``), of which the one
+    tuned at the σ nearest ``sigma`` (in log σ) is used."""
+    tuned = defaults.get("schedules", {}).get("pnp", {})
+    if isinstance(tuned, list):
+        s = max(float(sigma), SIGMA_FLOOR)
+        tuned = tuned[min(range(len(tuned)), key=lambda i: abs(math.log(s / defaults["sigmas"][i])))]
+    return {**PNP_SCHEDULE, **tuned}
 
 
 def _pnp(y, k, sigma, lam, defaults):
     """Plug-and-play HQS with the shipped learned denoiser (:func:`deblur_edu.learned.pnp.pnp_hqs`)."""
-    return pnp_hqs(y, k, sigma, shipped_model("denoiser-cpu", y.device), lam=lam, **pnp_schedule(defaults))
+    return pnp_hqs(y, k, sigma, shipped_model("denoiser-cpu", y.device), lam=lam, **pnp_schedule(defaults, sigma))
 
 
 #: test-time adaptation of the chapter-5 deblurrer (Nah et al. 2022); the learning rate is the one

@@ -5,9 +5,10 @@ r"""Plug-and-play's schedule, chosen on the tune split: how many HQS iterations,
 
 For every (iterations, first denoising level, variant) and every λ of a coarse grid around DPIR's
 0.23, the mean PSNR over the tune split (Set12 05, 07 × 8 seeded camera shakes, both boundaries)
-at σ = 0.01 and 0.03. A schedule's score is the mean over both σ, each at its best λ; the best
-schedule is printed with the PSNR it buys per σ and written, with its λ per σ, into the tuned
-defaults (``--apply`` writes a finished sweep's choice again, from its JSON, without sweeping).
+at σ = 0.01 and 0.03, each schedule at its best λ. At each σ, the schedule with the best tune PSNR
+there is chosen — like λ, the number of iterations that suits weak noise need not suit strong
+noise — and written, with its λ, into the tuned defaults (``--apply`` writes a finished sweep's
+choice again, from its JSON, without sweeping).
 
 Variants (:data:`VARIANTS`): ``plain`` hands the denoiser the data step's estimate as it is;
 ``x8`` is DPIR's: the estimate clamped to [0, 1] and, at iteration ``i``, turned by element
@@ -71,21 +72,29 @@ def sweep(bench, device, iterations: list[int], starts: list[float], lams: list[
     return rows
 
 
-def write_choice(rows: list[dict], defaults_file: str) -> dict:
-    """Write the best row's schedule (``schedules.pnp``) and its λ per σ (``methods.pnp.lam``) into the
-    tuned defaults; return the schedule. ``python -m deblur_edu.bench.tune --methods pnp`` can then
-    refine λ on the method's finer grid."""
-    best = max(rows, key=lambda r: r["mean"])
-    chosen = {"iterations": best["iterations"], "sigma_start": best["sigma_start"], **VARIANTS[best["variant"]]}
-    lam = [best["lam"][f"{s:g}"] for s in TUNED_SIGMAS]
-    print(f"chosen: iterations {chosen['iterations']}, sigma_start {chosen['sigma_start']:.4f}, {best['variant']}, "
-          f"λ {lam} (mean tune PSNR {best['mean']:.2f} dB)")
+def choose(rows: list[dict]) -> tuple[list[dict], list[float]]:
+    """Per tuned σ, the row with the best tune PSNR at that σ: its schedule and its λ (as for λ
+    alone, what suits strong noise need not suit weak noise)."""
+    best = [max(rows, key=lambda r: r["psnr"][f"{s:g}"]) for s in TUNED_SIGMAS]
+    schedules = [{"iterations": r["iterations"], "sigma_start": r["sigma_start"], **VARIANTS[r["variant"]]} for r in best]
+    return schedules, [r["lam"][f"{s:g}"] for r, s in zip(best, TUNED_SIGMAS)]
+
+
+def write_choice(rows: list[dict], defaults_file: str) -> list[dict]:
+    """Write :func:`choose`'s schedules (``schedules.pnp``, one per tuned σ) and λ per σ
+    (``methods.pnp.lam``) into the tuned defaults; return the schedules. ``python -m
+    deblur_edu.bench.tune --methods pnp`` can then refine λ on the method's finer grid."""
+    schedules, lam = choose(rows)
+    for s, sched, l in zip(TUNED_SIGMAS, schedules, lam):
+        variant = next(v for v, opts in VARIANTS.items() if all(sched[k] == x for k, x in opts.items()))
+        print(f"chosen at σ={s:g}: iterations {sched['iterations']}, sigma_start {sched['sigma_start']:.4f}, "
+              f"{variant}, λ {l:g}")
     defaults = load_defaults(defaults_file)
-    defaults.setdefault("schedules", {})["pnp"] = chosen
+    defaults.setdefault("schedules", {})["pnp"] = schedules
     defaults["methods"]["pnp"] = {"lam": lam}
     Path(defaults_file).write_text(json.dumps(defaults, indent=2) + "\n")
-    print(f"wrote the schedule and λ into {defaults_file}")
-    return chosen
+    print(f"wrote the schedules and λ into {defaults_file}")
+    return schedules
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="how the denoiser is handed each estimate (plain; x8: clamped and turned, as DPIR)")
     p.add_argument("--lams", type=positive_float, nargs="+", default=[0.1, 0.23, 0.5])
     p.add_argument("--defaults", default=str(DEFAULTS_FILE),
-                   help="the tuned defaults to write the chosen schedule into (schedules.pnp)")
+                   help="the tuned defaults to write the chosen schedules and λ into (schedules.pnp, methods.pnp)")
     p.add_argument("--json", default=None)
     p.add_argument("--apply", default=None, metavar="JSON",
                    help="write the choice of a finished sweep (its --json) into --defaults, without sweeping")
@@ -113,8 +122,11 @@ def main(argv: list[str] | None = None) -> int:
             raise FileNotFoundError("pnp needs the checkpoint denoiser-cpu: make denoiser-checkpoint trains it.")
         device = pick_device(args.device)
         bench = load_benchmark("tune", data_dir=args.data_dir)
-    if args.apply:  # a finished sweep's choice, without running it again
-        write_choice(json.loads(Path(args.apply).read_text())["rows"], args.defaults)
+    if args.apply:  # a finished sweep's choice, without running it again; its JSON records what was chosen
+        done = json.loads(Path(args.apply).read_text())
+        chosen = write_choice(done["rows"], args.defaults)
+        if done.get("chosen") != chosen:
+            write_json(args.apply, {**done, "chosen": chosen})
         return 0
     rows = sweep(bench, device, args.iterations, args.starts, args.lams, args.variants)
     chosen = write_choice(rows, args.defaults)
