@@ -250,15 +250,15 @@ class BlurSynthesis:
 
     def scenes(self, n: int, side: int, generator: torch.Generator) -> torch.Tensor:
         """``n`` sharp crops of ``side``²: photos, and dead leaves with probability ``dead_leaves_fraction``."""
-        where = self.photos.crop_index(n, side, generator)
+        photo = self.photos.crop_index(n, side, generator)
         if self._pixels is None:
-            return gather_crops(self.photos.pixels, *where)
-        corner, along_i, along_j = self.dead_leaves.crop_index(n, side, generator)
+            return gather_crops(self.photos.pixels, *photo)
+        leaf = self.dead_leaves.crop_index(n, side, generator)
         use = torch.rand(n, generator=generator, device=self.device) < self.dead_leaves_fraction
         # choose each sample's bank on its (n,) and (n, side) index vectors, then gather once from both banks
-        corner = torch.where(use, corner + self.photos.pixels.numel(), where[0])
-        along_i = torch.where(use[:, None], along_i, where[1])
-        along_j = torch.where(use[:, None], along_j, where[2])
+        corner = torch.where(use, leaf[0] + self.photos.pixels.numel(), photo[0])
+        along_i = torch.where(use[:, None], leaf[1], photo[1])
+        along_j = torch.where(use[:, None], leaf[2], photo[2])
         return gather_crops(self._pixels, corner, along_i, along_j)
 
     def batch(self, step: int, size: int) -> dict[str, torch.Tensor]:

@@ -72,10 +72,15 @@ def sweep(bench, device, iterations: list[int], starts: list[float], lams: list[
     return rows
 
 
+def best_rows(rows: list[dict]) -> list[dict]:
+    """Per tuned σ, the row with the best tune PSNR at that σ (as for λ alone, what suits strong
+    noise need not suit weak noise)."""
+    return [max(rows, key=lambda r: r["psnr"][f"{s:g}"]) for s in TUNED_SIGMAS]
+
+
 def choose(rows: list[dict]) -> tuple[list[dict], list[float]]:
-    """Per tuned σ, the row with the best tune PSNR at that σ: its schedule and its λ (as for λ
-    alone, what suits strong noise need not suit weak noise)."""
-    best = [max(rows, key=lambda r: r["psnr"][f"{s:g}"]) for s in TUNED_SIGMAS]
+    """The schedule and the λ of :func:`best_rows`, per tuned σ."""
+    best = best_rows(rows)
     schedules = [{"iterations": r["iterations"], "sigma_start": r["sigma_start"], **VARIANTS[r["variant"]]} for r in best]
     return schedules, [r["lam"][f"{s:g}"] for r, s in zip(best, TUNED_SIGMAS)]
 
@@ -85,10 +90,9 @@ def write_choice(rows: list[dict], defaults_file: str) -> list[dict]:
     (``methods.pnp.lam``) into the tuned defaults; return the schedules. ``python -m
     deblur_edu.bench.tune --methods pnp`` can then refine λ on the method's finer grid."""
     schedules, lam = choose(rows)
-    for s, sched, l in zip(TUNED_SIGMAS, schedules, lam):
-        variant = next(v for v, opts in VARIANTS.items() if all(sched[k] == x for k, x in opts.items()))
-        print(f"chosen at σ={s:g}: iterations {sched['iterations']}, sigma_start {sched['sigma_start']:.4f}, "
-              f"{variant}, λ {l:g}")
+    for s, row, l in zip(TUNED_SIGMAS, best_rows(rows), lam):
+        print(f"chosen at σ={s:g}: iterations {row['iterations']}, sigma_start {row['sigma_start']:.4f}, "
+              f"{row['variant']}, λ {l:g}")
     defaults = load_defaults(defaults_file)
     defaults.setdefault("schedules", {})["pnp"] = schedules
     defaults["methods"]["pnp"] = {"lam": lam}
@@ -118,10 +122,11 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--starts are denoising levels of images in [0, 1]: each must be < 1, got {args.starts}.")
         if args.apply and not Path(args.apply).is_file():
             raise FileNotFoundError(f"--apply: {args.apply} does not exist; it is the --json of a finished sweep.")
-        if not available("denoiser-cpu"):
-            raise FileNotFoundError("pnp needs the checkpoint denoiser-cpu: make denoiser-checkpoint trains it.")
-        device = pick_device(args.device)
-        bench = load_benchmark("tune", data_dir=args.data_dir)
+        if not args.apply:  # a sweep runs pnp: it needs the denoiser, a device and the tune split
+            if not available("denoiser-cpu"):
+                raise FileNotFoundError("pnp needs the checkpoint denoiser-cpu: make denoiser-checkpoint trains it.")
+            device = pick_device(args.device)
+            bench = load_benchmark("tune", data_dir=args.data_dir)
     if args.apply:  # a finished sweep's choice, without running it again; its JSON records what was chosen
         done = json.loads(Path(args.apply).read_text())
         chosen = write_choice(done["rows"], args.defaults)
