@@ -133,7 +133,9 @@ class ImageBank:
 
 def gather_crops(pixels: torch.Tensor, corner: torch.Tensor, along_i: torch.Tensor, along_j: torch.Tensor) -> torch.Tensor:
     """The crops an :meth:`ImageBank.crop_index` describes: one broadcast sum and one gather, (n, 1, size, size)."""
-    return pixels[corner[:, None, None] + along_i[:, :, None] + along_j[:, None, :]][:, None]
+    n, size = along_i.shape
+    index = (corner[:, None] + along_i)[:, :, None] + along_j[:, None, :]  # (n, size, size): one large sum
+    return pixels.index_select(0, index.flatten()).view(n, 1, size, size)
 
 
 def dead_leaves_batch(n: int, size: int, generator: torch.Generator, r_min: float = 1.0,
@@ -271,7 +273,7 @@ class BlurSynthesis:
         sigma = lo + (hi - lo) * torch.rand(size, generator=g, device=self.device)
         noise = torch.randn(size, 1, self.patch, self.patch, generator=g, device=self.device)
         y = A(scene)
-        y += sigma[:, None, None, None] * noise  # in place: the batch is made, not differentiated
+        y.addcmul_(sigma[:, None, None, None], noise)  # y += σ·n in place: the batch is made, not differentiated
         if self.quantise:
             y = quantise_8bit(y)
         return {"blurred": y, "sharp": crop(scene, A.pads), "kernel": k, "sigma": sigma}

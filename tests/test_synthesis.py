@@ -14,7 +14,7 @@ from skimage.transform import resize
 
 from deblur_edu import data
 from deblur_edu.bench.protocol import tune_kernels
-from deblur_edu.kernels import camera_shakes
+from deblur_edu.kernels import camera_shakes, rasterise_batch
 from deblur_edu.physics import Blur
 from deblur_edu.synthesis import (BlurSynthesis, DenoisingSynthesis, ImageBank, dead_leaves_batch, from_config,
                                   step_generator)
@@ -72,6 +72,28 @@ def test_batched_camera_shakes_are_normalised_centred_and_seeded():
     extents = torch.maximum(support(k[:, 0].sum(-1)), support(k[:, 0].sum(-2))).tolist()
     assert min(extents) < 10 and max(extents) > 24  # sizes spread over 0.1–0.9 of 29 px
     assert torch.equal(k, camera_shakes(64, 31, torch.Generator().manual_seed(0), extent_range=(0.1, 0.9)))
+
+
+def four_corner_splat(points: torch.Tensor, size: int) -> torch.Tensor:
+    """Bilinear splatting written out point by point: the definition the rasteriser's R^T C must match."""
+    k = torch.zeros(size, size, dtype=points.dtype)
+    for r, c in (points + size // 2).tolist():
+        r0, c0 = int(np.floor(r)), int(np.floor(c))
+        for i, wi in ((r0, 1 - (r - r0)), (r0 + 1, r - r0)):
+            for j, wj in ((c0, 1 - (c - c0)), (c0 + 1, c - c0)):
+                if 0 <= i < size and 0 <= j < size:
+                    k[i, j] += wi * wj
+    return k
+
+
+def test_the_rasteriser_is_the_four_corner_bilinear_splat_off_grid_points_included():
+    g = torch.Generator().manual_seed(3)
+    points = (torch.rand(3, 40, 2, generator=g, dtype=torch.float64) - 0.5) * 14  # many fall off a 9-px grid
+    points[0, 0] = torch.tensor([1.0, -2.0], dtype=torch.float64)  # on a pixel: all its weight there
+    k = rasterise_batch(points, 9)
+    for b in range(3):
+        torch.testing.assert_close(k[b], four_corner_splat(points[b], 9), rtol=0, atol=1e-12)
+    assert float(rasterise_batch(points[:1, :1], 9)[0, 5, 2]) == 1.0
 
 
 def test_the_tune_split_kernels_are_unchanged_by_the_batched_rasteriser():
