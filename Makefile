@@ -120,6 +120,7 @@ denoiser-checkpoint: setup
 	$(MAKE) copy-runs RUNS="denoiser-cpu:denoiser-cpu"
 	$(PY) -m deblur_edu.experiments.ch2_denoising --json benchmarks/denoiser.json
 	$(PY) -m deblur_edu.experiments.ch2_pnp_schedule --iterations 12 24 --variants plain x8 --lams 0.2 0.4 --json benchmarks/pnp_schedule.json
+	$(PY) -m deblur_edu.bench.tune --methods pnp > benchmarks/tune_pnp.log && cat benchmarks/tune_pnp.log
 	$(PY) -m deblur_edu.bench --methods tv,hyper-laplacian,pnp --boundaries valid circular --json benchmarks/pnp.json \
 	  --no-speed --readme README.md --readme-block pnp
 	$(PY) -m deblur_edu.bench --methods tv,hyper-laplacian,pnp --split extra --boundaries valid --json benchmarks/pnp_extra.json --no-speed
