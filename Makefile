@@ -112,7 +112,7 @@ reblur-checkpoints: setup
 
 # the learned Gaussian denoiser and plug-and-play (chapter 2's last section): train on the photographs,
 # copy, measure it as a denoiser, choose pnp's schedule (iterations, x8 mode) with its λ per σ on the tune split (written
-# into deblur_edu/bench/tuned_defaults.json), benchmark
+# into deblur_edu/bench/tuned_defaults.json), refine λ for those schedules on a finer grid (same split), benchmark
 # pnp on the test split (README block) and on the second test set, record, re-run it in the comparison
 # (chapter 7, README); and the synthesis speed
 denoiser-checkpoint: setup

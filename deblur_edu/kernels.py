@@ -68,14 +68,17 @@ def _rasterise(points: torch.Tensor, size: int) -> torch.Tensor:
 def rasterise_batch(points: torch.Tensor, size: int) -> torch.Tensor:
     r"""Splat sub-pixel points (B, N, 2) (row, col relative to the centre) bilinearly on B grids.
 
-    A point at (r, c) gives pixel (i, j) the weight ``tent(r − i) · tent(c − j)`` with
-    ``tent(x) = max(0, 1 − |x|)``: exactly its four bilinear weights, and nothing to pixels
-    further away or off the grid. Summed over the points, the grid is a sum of outer products,
+    A point at (r, c) gives pixel (i, j) — both counted from the grid's centre ``size // 2`` —
+    the weight ``tent(r − i) · tent(c − j)`` with ``tent(x) = max(0, 1 − |x|)``: exactly its four
+    bilinear weights, and nothing to pixels further away or off the grid. Summed over the
+    points, the grid is a sum of outer products,
 
     .. math::  K = R^\top C, \qquad R_{ni} = \mathrm{tent}(r_n - i),\quad C_{nj} = \mathrm{tent}(c_n - j),
 
     one batched matrix product: no scatter, so no atomic additions whose order would change
-    the last bits from run to run on a GPU, and no host synchronisation.
+    the last bits from run to run on a GPU, and no host synchronisation. (A matrix product's
+    last bits may still depend on the BLAS library, the processor's vector unit, TF32 or
+    autocast settings: reproducible on one machine, not across all.)
     Returns (B, size, size) on ``points``' device.
     """
     grid = torch.arange(size, dtype=points.dtype, device=points.device) - size // 2
@@ -172,6 +175,8 @@ def camera_shakes(
     rasterised bilinearly — with every kernel of the batch made by the same few tensor
     operations (no loop over kernels), so a GPU can synthesise them beside training. The
     draws come from ``generator``, which must live on ``device`` (a CPU generator for CPU).
+    Drawn and rasterised in float32 (sub-pixel positions on a 31-px grid need no more);
+    ``dtype`` is the returned kernels'.
 
     Returns:
         (n, 1, size, size), each non-negative and summing to 1.

@@ -109,6 +109,9 @@ def test_update_reruns_the_named_methods_and_keeps_the_others(tmp_path, data_dir
     assert [m["method"] for m in merged["methods"]] == ["blurred", "wiener-taper"]  # the book's order
     assert merged["environment"]["updates"][0]["methods"] == ["wiener-taper"]
     assert "Re-run later with `--update`" in compare.markdown(merged) and "`wiener-taper`" in compare.markdown(merged)
+    compare.main(["--quick", "--methods", "wiener-taper", "--json", str(out), "--update"])  # again: the footnote
+    twice = json.loads(out.read_text())  # names the latest run only, the history keeps both
+    assert len(twice["environment"]["updates"]) == 2 and compare.markdown(twice).count("Re-run later") == 1
 
 
 @pytest.mark.parametrize("argv, says", [

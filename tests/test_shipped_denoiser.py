@@ -2,6 +2,7 @@
 commands, and that the chapter's claims hold on data they never saw."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -55,11 +56,18 @@ def test_a_live_denoising_case_agrees_with_the_committed_table(clean):
 
 
 def test_pnp_s_schedule_and_weights_are_the_ones_chosen_on_the_tune_split():
+    """Schedules from the sweep (benchmarks/pnp_schedule.json); λ from the refining ``bench.tune --methods
+    pnp`` run after it (its output: benchmarks/tune_pnp.log), a value of the method's grid."""
     sweep = json.loads((ROOT / "benchmarks/pnp_schedule.json").read_text())
-    schedules, lam = choose(sweep["rows"])
-    assert sweep["chosen"] == schedules and load_defaults()["methods"]["pnp"]["lam"] == lam
+    schedules, _ = choose(sweep["rows"])
+    assert sweep["chosen"] == schedules
     for sigma, chosen in zip(load_defaults()["sigmas"], schedules):
         assert {k: pnp_schedule(load_defaults(), sigma)[k] for k in chosen} == chosen
+    lam = load_defaults()["methods"]["pnp"]["lam"]
+    assert all(l in get_method("pnp").grid for l in lam)
+    logged = re.findall(r"pnp\s+σ=(\S+)\s+lam=(\S+)", (ROOT / "benchmarks/tune_pnp.log").read_text())
+    assert [(float(s), float(l)) for s, l in logged] == [(s, float(f"{l:.3g}")) for s, l in
+                                                          zip(load_defaults()["sigmas"], lam)]
 
 
 def test_pnp_beats_tv_on_tune_cases(data_dir):

@@ -14,7 +14,7 @@ from skimage.transform import resize
 
 from deblur_edu import data
 from deblur_edu.bench.protocol import tune_kernels
-from deblur_edu.kernels import camera_shakes, rasterise_batch
+from deblur_edu.kernels import camera_shakes, motion, rasterise_batch
 from deblur_edu.physics import Blur
 from deblur_edu.synthesis import (BlurSynthesis, DenoisingSynthesis, ImageBank, dead_leaves_batch, from_config,
                                   step_generator)
@@ -86,20 +86,26 @@ def four_corner_splat(points: torch.Tensor, size: int) -> torch.Tensor:
     return k
 
 
-def test_the_rasteriser_is_the_four_corner_bilinear_splat_off_grid_points_included():
+@pytest.mark.parametrize("size", [9, 8])  # even: the centre is size // 2, the lower-right middle pixel
+@pytest.mark.parametrize("dtype, atol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_the_rasteriser_is_the_four_corner_bilinear_splat_off_grid_points_included(size, dtype, atol):
     g = torch.Generator().manual_seed(3)
-    points = (torch.rand(3, 40, 2, generator=g, dtype=torch.float64) - 0.5) * 14  # many fall off a 9-px grid
-    points[0, 0] = torch.tensor([1.0, -2.0], dtype=torch.float64)  # on a pixel: all its weight there
-    k = rasterise_batch(points, 9)
+    points = ((torch.rand(3, 40, 2, generator=g, dtype=torch.float64) - 0.5) * 14).to(dtype)  # many off the grid
+    points[0, 0] = torch.tensor([1.0, -2.0], dtype=dtype)  # on a pixel: all its weight there
+    k = rasterise_batch(points, size)
     for b in range(3):
-        torch.testing.assert_close(k[b], four_corner_splat(points[b], 9), rtol=0, atol=1e-12)
-    assert float(rasterise_batch(points[:1, :1], 9)[0, 5, 2]) == 1.0
+        torch.testing.assert_close(k[b], four_corner_splat(points[b], size), rtol=0, atol=atol)
+    assert float(rasterise_batch(points[:1, :1], size)[0, size // 2 + 1, size // 2 - 2]) == 1.0
 
 
-def test_the_tune_split_kernels_are_unchanged_by_the_batched_rasteriser():
-    """The single-kernel path now shares the batched rasteriser; the tune split must not move."""
+def test_the_tune_split_and_motion_kernels_are_unchanged_by_the_batched_rasteriser():
+    """The single-kernel paths share the batched rasteriser; the tune split and the float32 motion
+    kernels must not move (digests of their bytes before the rasteriser became a matrix product)."""
     digest = hashlib.sha256(b"".join(k.numpy().tobytes() for k in tune_kernels())).hexdigest()
     assert digest == "bf43c8cf48439189f94df765eb40068b8536478cd554369c1b1055d34bced6ea"
+    lines = [motion(length, angle) for length in (3, 9.5, 17) for angle in (0, 30, 45, 100)]
+    digest = hashlib.sha256(b"".join(k.numpy().tobytes() for k in lines)).hexdigest()
+    assert digest == "f1530123008d8510f64a96b7a2e03ce0f46c956b5983dd76d1b3b0d088dcd000"
 
 
 def test_dead_leaves_cover_the_canvas_and_are_seeded():

@@ -102,10 +102,23 @@ def markdown(out: dict) -> str:
                   f"Split `{env['split']}`: images {', '.join(env['images'])} ({env['crop']}² crops) × {env['kernels']} "
                   f"kernels; {env['cpu']}, {env['torch_threads']} threads, torch {env['torch']}, {env['device']}; "
                   f"commit `{env['commit'][:10]}`."]
-    for u in env.get("updates", []):
+    for u, methods in latest_updates(env.get("updates", [])):
         lines[-1] += (f" Re-run later with `--update` ({u['date'][:10]}, commit `{u['commit'][:10]}`): "
-                      f"{', '.join(f'`{m}`' for m in u['methods'])}; their seconds per image are from that run.")
+                      f"{', '.join(f'`{m}`' for m in methods)}; their seconds per image are from that run.")
     return "\n".join(lines)
+
+
+def latest_updates(updates: list[dict]) -> list[tuple[dict, list[str]]]:
+    """Each ``--update`` run with the methods whose numbers it still holds (a method re-run again later
+    counts for the later run only); runs that hold none are left out. Oldest first."""
+    seen: set[str] = set()
+    kept = []
+    for u in reversed(updates):
+        methods = [m for m in u["methods"] if m not in seen]
+        seen.update(u["methods"])
+        if methods:
+            kept.append((u, methods))
+    return kept[::-1]
 
 
 def figure(out: dict, path: str) -> None:

@@ -152,7 +152,7 @@ def _shipped(name: str):
 #: DPIR's x8 mode). The defaults are DPIR's plain loop; ``python -m deblur_edu.experiments.ch2_pnp_schedule``
 #: chooses iterations, first level and variant per tuned σ, with λ on a coarse grid, on the *tune* split and
 #: writes them into ``tuned_defaults.json`` (``schedules.pnp``, ``methods.pnp``); ``python -m deblur_edu.bench.tune
-#: --methods pnp`` then refines λ for those schedules on the finer grid below (steps of √2), on the same split.
+#: --methods pnp`` then refines λ for those schedules on the finer grid below (steps of ≈√2), on the same split.
 PNP_SCHEDULE = {"iterations": 8, "sigma_start": 49 / 255, "cg_iterations": 10, "orientations": False, "clamp": False}
 
 
@@ -213,7 +213,7 @@ METHODS: dict[str, Method] = {
         Method("skimage-rl-10", _skimage_rl(10), None, [], "skimage.restoration.richardson_lucy, 10 it"),
         Method("skimage-rl-30", _skimage_rl(30), None, [], "skimage.restoration.richardson_lucy, 30 it"),
         Method("skimage-rl-100", _skimage_rl(100), None, [], "skimage.restoration.richardson_lucy, 100 it"),
-        Method("pnp", _pnp, "lam", _logspace(-1, -0.25, 6),  # 0.1 … 0.56, steps of √2: refines the sweep's λ
+        Method("pnp", _pnp, "lam", _logspace(-1, -0.25, 6),  # 0.1 … 0.56, steps of ≈√2: refines the sweep's λ
                "plug-and-play: border-aware HQS whose prior step is the learned Gaussian denoiser "
                "(DPIR's schedule, Zhang et al. 2021), shipped checkpoint", checkpoint="denoiser-cpu"),
         Method("rgdn", _shipped("rgdn-cpu"), None, [],

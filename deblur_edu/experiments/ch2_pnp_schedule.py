@@ -8,15 +8,16 @@ For every (iterations, first denoising level, variant) and every λ of a coarse 
 at σ = 0.01 and 0.03, each schedule at its best λ. At each σ, the schedule with the best tune PSNR
 there is chosen — like λ, the number of iterations that suits weak noise need not suit strong
 noise — and written, with its λ, into the tuned defaults (``--apply`` writes a finished sweep's
-choice again, from its JSON, without sweeping).
+choice again, from its JSON, without sweeping). Either way λ comes from the coarse grid, which
+replaces a refined λ in the defaults: ``python -m deblur_edu.bench.tune --methods pnp`` refines it
+again for the chosen schedules, on the same split (``make denoiser-checkpoint`` runs both).
 
 Variants (:data:`VARIANTS`): ``plain`` hands the denoiser the data step's estimate as it is;
 ``x8`` is DPIR's: the estimate clamped to [0, 1] and, at iteration ``i``, turned by element
 ``i mod 8`` of the square's symmetries (and turned back after), so that the denoiser's
 orientation-dependent errors average out over the iterations at no extra cost.
 
-The benchmark's test images and kernels are never touched. ``python -m deblur_edu.bench.tune
---methods pnp`` can then refine λ per σ on the ``pnp`` method's grid for the chosen schedule.
+The benchmark's test images and kernels are never touched.
 """
 
 from __future__ import annotations
@@ -97,7 +98,8 @@ def write_choice(rows: list[dict], defaults_file: str) -> list[dict]:
     defaults.setdefault("schedules", {})["pnp"] = schedules
     defaults["methods"]["pnp"] = {"lam": lam}
     Path(defaults_file).write_text(json.dumps(defaults, indent=2) + "\n")
-    print(f"wrote the schedules and λ into {defaults_file}")
+    print(f"wrote the schedules and λ into {defaults_file}; λ is the coarse grid's: refine it for these "
+          f"schedules with python -m deblur_edu.bench.tune --methods pnp (make denoiser-checkpoint does)")
     return schedules
 
 
