@@ -139,10 +139,20 @@ def shipped_model(name: str, device: torch.device) -> torch.nn.Module:
 
 
 def _shipped(name: str):
-    """A method that runs the shipped checkpoint ``name`` (no σ given: learned models are blind to it)."""
+    """A blind method that runs the shipped checkpoint ``name``: ``model(y, k)`` (it estimates what it needs)."""
 
     def run(y, k, sigma, weight, defaults):
         return shipped_model(name, y.device)(y, k)
+
+    return run
+
+
+def _non_blind(name: str):
+    """A non-blind learned method, told the noise level as the classical ones are: ``model(y, k, σ)``
+    (the model's ``uses_sigma`` says whether it uses it)."""
+
+    def run(y, k, sigma, weight, defaults):
+        return shipped_model(name, y.device)(y, k, sigma)
 
     return run
 
@@ -216,15 +226,15 @@ METHODS: dict[str, Method] = {
         Method("pnp", _pnp, "lam", _logspace(-1, -0.25, 6),  # 0.1 … 0.56, steps of ≈√2: refines the sweep's λ
                "plug-and-play: border-aware HQS whose prior step is the learned Gaussian denoiser "
                "(DPIR's schedule, Zhang et al. 2021), shipped checkpoint", checkpoint="denoiser-cpu"),
-        Method("rgdn", _shipped("rgdn-cpu"), None, [],
+        Method("rgdn", _non_blind("rgdn-cpu"), None, [],
                "learned gradient descent (Gong et al. 2020), shipped checkpoint", checkpoint="rgdn-cpu"),
-        Method("deq-jfb", _shipped("deq-jfb-cpu"), None, [],
+        Method("deq-jfb", _non_blind("deq-jfb-cpu"), None, [],
                "deep-equilibrium network trained with JFB (Fung et al. 2022), shipped checkpoint",
                checkpoint="deq-jfb-cpu"),
-        Method("deq-implicit", _shipped("deq-implicit-cpu"), None, [],
+        Method("deq-implicit", _non_blind("deq-implicit-cpu"), None, [],
                "the same DEQ trained with implicit backprop (Anderson adjoint solve), shipped checkpoint",
                checkpoint="deq-implicit-cpu"),
-        Method("feedforward", _shipped("feedforward-cpu"), None, [],
+        Method("feedforward", _non_blind("feedforward-cpu"), None, [],
                "CNN once on the Tikhonov start (the DEQ's size, no equilibrium), shipped checkpoint",
                checkpoint="feedforward-cpu"),
         Method("reblur-l1", _shipped("reblur-l1-cpu"), None, [],

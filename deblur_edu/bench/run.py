@@ -88,20 +88,20 @@ def evaluate(
     }
 
 
-def training_recipe_scores(models: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]], data_cfg: dict,
+def training_recipe_scores(models: dict[str, Callable[..., torch.Tensor]], data_cfg: dict,
                            device: torch.device, size: int = 16, defaults: dict | None = None) -> dict[str, float]:
     """Mean PSNR (dB) on the training loop's validation batch of TV and of each model.
 
     Is a learned model's gap to TV on the benchmark also there on the data it was trained on?
     The batch is :func:`deblur_edu.train.validation_batch`: ``size`` samples of the training
-    recipe ``data_cfg`` (another seed, never trained on). TV is told each sample's σ, as on the
-    benchmark; each ``models[name](y, k)`` is not. Warnings (e.g. a DEQ's capped solve) are
+    recipe ``data_cfg`` (another seed, never trained on). TV and each ``models[name](y, k, σ)`` are told
+    each sample's σ, as on the benchmark. Warnings (e.g. a DEQ's capped solve) are
     silenced here; :func:`evaluate` counts them.
 
     Example:
         >>> from deblur_edu.classical import wiener
         >>> cfg = {"length": 4, "patch": 32, "kernel_size": 9, "seed": 0}
-        >>> scores = training_recipe_scores({"wiener": wiener}, cfg, torch.device("cpu"), size=2)
+        >>> scores = training_recipe_scores({"wiener": lambda y, k, s: wiener(y, k)}, cfg, torch.device("cpu"), size=2)
         >>> sorted(scores)
         ['TV', 'wiener']
     """
@@ -111,7 +111,7 @@ def training_recipe_scores(models: dict[str, Callable[[torch.Tensor, torch.Tenso
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         estimates = {"TV": torch.cat([tv(y[i : i + 1], k[i : i + 1], float(s), d) for i, s in enumerate(batch["sigma"])])}
-        estimates.update({name: model(y, k) for name, model in models.items()})
+        estimates.update({name: model(y, k, batch["sigma"]) for name, model in models.items()})
     return {name: float(psnr(z.clamp(0, 1), x).mean()) for name, z in estimates.items()}
 
 

@@ -9,6 +9,7 @@ Instead of a fixed number of steps (RGDN), the output is an *equilibrium* of one
 
     gradient form:  T(x) = x − η P (Aᵀ(A x − y) + β DᵀD x + λ R_θ(x)),  R_θ(x) = x − D_θ(x)
     proximal form:  T(x) = D_θ(x − η P Aᵀ(A x − y))
+    hqs form:       T(z) = D_θ(x(z), s(σ)),  x(z) = argmin_x ‖A x − y‖² + α(σ) ‖x − z‖²
 
 found by a fixed-point solver (:mod:`deblur_edu.learned.fixed_point`) *without* recording a graph,
 and the network returns ``T(x*)``. ``A`` is the border-aware ``valid`` blur, so ``x`` lives on
@@ -40,6 +41,20 @@ The solve starts from the replicate-padded observation corrected by one Tikhonov
 ``x₀ = ȳ − P₀ Aᵀ(A ȳ − y)`` with ``P₀ = (KᵀK + βDᵀD)⁻¹`` (whether or not ``precondition`` is
 set): sharp where the scene is observed, the padding where it is not.
 
+**The hqs form** is plug-and-play's half-quadratic splitting (:mod:`deblur_edu.learned.pnp`)
+run to its fixed point at *one* denoising level instead of a decreasing schedule, with the
+pretrained noise-level-conditioned denoiser of chapter 2 (:class:`~deblur_edu.learned.GaussianDenoiser`)
+as ``D_θ`` — how Gilton et al. build theirs: pretrain the denoiser, then fine-tune the whole
+equilibrium map end to end. It is told the noise level σ of ``y`` (``forward(y, k, sigma)``):
+the denoising level is ``s(σ) = a σ + b`` and the data weight ``α(σ) = λ σ² / s²`` (σ floored at
+:data:`~deblur_edu.learned.pnp.NOISE_FLOOR`), with ``a``, ``b`` and λ learned (``level_slope``,
+``level_floor``, ``strength`` are their initial values). The data step is solved by
+``cg_iterations`` of preconditioned conjugate gradients started from ``z`` (a fixed count, so
+``x(z)`` is one differentiable function of ``z``). The denoiser has no Lipschitz bound by
+construction: whether ``T`` contracts is measured
+(:func:`~deblur_edu.learned.fixed_point.lipschitz_estimate`, a lower bound on its Lipschitz
+constant at one point — evidence, not a proof), and the solver's cap hits are counted.
+
 **Backward modes** (``backward=``) — how ``∂ℓ/∂θ`` is obtained from ``g = ∂ℓ/∂T(x*)``.
 By the implicit function theorem, with ``J = ∂T/∂x`` at ``x*``,
 
@@ -70,11 +85,13 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from ..classical.priors import grad, grad_adjoint
 from ..classical.wiener import tikhonov_inverse, tikhonov_start
-from .fixed_point import SOLVERS, FixedPointError, SolverInfo, anderson
-from ..physics import Blur, crop
+from .denoiser import GaussianDenoiser, noise_map
+from .fixed_point import SOLVERS, FixedPointError, SolverInfo, anderson, preconditioned_cg
+from .pnp import NOISE_FLOOR
+from ..physics import Blur, crop, irfft2, rfft2
 from ..checks import check_channels, check_model_dtype, check_problem
 
-FORMS = ("gradient", "proximal")
+FORMS = ("gradient", "proximal", "hqs")
 BACKWARDS = ("jfb", "implicit-anderson", "implicit-cg", "unrolled", "neumann-K")
 
 
@@ -149,24 +166,33 @@ class DEQ(nn.Module):
     """Deep-equilibrium deblurring network (see the module docstring for the equations).
 
     Args:
-        channels, features, depth: the denoiser CNN ``D_θ``.
+        channels, features, depth: the denoiser CNN ``D_θ`` (gradient and proximal forms).
+        width, levels, blocks: the hqs form's denoiser, a :class:`~deblur_edu.learned.GaussianDenoiser`.
         lipschitz: the scale L of ``D_θ`` (< 1 for a contraction; see the module docstring).
-        form: ``"gradient"`` or ``"proximal"``.
+        form: ``"gradient"``, ``"proximal"`` or ``"hqs"`` (see the module docstring).
         step_size: η of the data step.
         backward: ``jfb``, ``implicit-anderson``, ``implicit-cg``, ``unrolled`` or ``neumann-K``.
         solver: forward solver, ``anderson`` (default), ``picard`` or ``krasnoselskii-mann``.
         tol, max_iter: forward tolerance (relative residual) and iteration cap; the
             adjoint solve uses the same.
+        train_max_iter: the forward solve's iteration budget in training mode (default
+            ``max_iter``), as torchdeq separates training and evaluation budgets: a training step
+            needs an approximate equilibrium, evaluation a converged one. Stopping there in
+            training is the budget, not a failure: it does not warn.
         unroll_steps: iterations of the ``unrolled`` mode.
         residual: a residual denoiser ``D_θ(x) = x − L·cnn(x)`` (see :class:`Denoiser`).
-        strength: initial value of the learned prior weight λ (gradient form).
+        strength: initial value of the learned prior weight λ (gradient and hqs forms).
+        level_slope, level_floor: initial ``a`` and ``b`` of the hqs form's level ``s(σ) = a σ + b``.
+        cg_iterations: the hqs form's conjugate-gradient iterations per data step.
         precondition: precondition the step by ``P`` (see the module docstring).
         balance: β of ``P`` and of the Tikhonov start.
         strict: raise (instead of warn) when a solve does not reach ``tol``. NaN/Inf and
             divergence always raise.
 
     It computes in float32 even under autocast (mixed precision): the solves' tolerance is
-    near float16's resolution.
+    near float16's resolution. The gradient and proximal forms are not told σ (``forward``
+    accepts it and ignores it: they learned one prior for the training range of σ); the hqs
+    form needs it.
 
     Example:
         >>> from deblur_edu.kernels import gaussian
@@ -182,7 +208,9 @@ class DEQ(nn.Module):
                  step_size: float = 1.0, backward: str = "jfb", solver: str = "anderson", tol: float = 1e-3,
                  max_iter: int = 50, unroll_steps: int = 10, balance: float = 1e-2, strict: bool = False,
                  lipschitz: float = 0.99, strength: float = 1.0, precondition: bool = False,
-                 residual: bool = False):
+                 residual: bool = False, width: int = 32, levels: int = 3, blocks: int = 1,
+                 level_slope: float = 1.75, level_floor: float = 0.0225, cg_iterations: int = 10,
+                 train_max_iter: int | None = None):
         super().__init__()
         if form not in FORMS:
             raise ValueError(f"unknown form {form!r}; choose one of {FORMS}.")
@@ -192,20 +220,30 @@ class DEQ(nn.Module):
             raise ValueError(f"step_size must be > 0, got {step_size}.")
         if not strength > 0:
             raise ValueError(f"strength must be > 0, got {strength}.")
+        if form == "hqs" and not (level_slope > 0 and level_floor > 0):
+            raise ValueError(f"level_slope and level_floor must be > 0, got {level_slope} and {level_floor}.")
         parse_backward(backward)
         self.channels, self.form, self.step_size = channels, form, step_size
         self.backward, self.solver, self.tol, self.max_iter = backward, solver, tol, max_iter
         self.unroll_steps, self.balance, self.strict = unroll_steps, balance, strict
-        self.precondition = precondition
-        self.denoiser = Denoiser(channels, features, depth, lipschitz, residual)
-        # λ belongs to the gradient form only (DDP wants every parameter used)
-        self.log_strength = nn.Parameter(torch.tensor(float(strength)).log()) if form == "gradient" else None
+        self.precondition, self.cg_iterations = precondition, cg_iterations
+        self.train_max_iter = max_iter if train_max_iter is None else train_max_iter
+        if form == "hqs":  # the pretrained-denoiser equilibrium (DDP wants every parameter used)
+            self.denoiser = GaussianDenoiser(channels, width, levels, blocks)
+            self.log_level_slope = nn.Parameter(torch.tensor(float(level_slope)).log())
+            self.log_level_floor = nn.Parameter(torch.tensor(float(level_floor)).log())
+        else:
+            self.denoiser = Denoiser(channels, features, depth, lipschitz, residual)
+        # λ belongs to the gradient and hqs forms only
+        self.log_strength = nn.Parameter(torch.tensor(float(strength)).log()) if form != "proximal" else None
         self.forward_info: SolverInfo | None = None
         self.backward_info: SolverInfo | None = None
 
     # ----- the map T -------------------------------------------------------------------
-    def T(self, x: torch.Tensor, A: Blur, y: torch.Tensor) -> torch.Tensor:
-        """One application of the fixed-point map (gradient or proximal form)."""
+    def T(self, x: torch.Tensor, A: Blur, y: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
+        """One application of the fixed-point map; ``sigma`` (B, 1, 1, 1) is the hqs form's noise level."""
+        if self.form == "hqs":
+            return self.hqs_map(x, A, y, sigma)
         P = self.preconditioner(A, x) if self.precondition else (lambda g: g)
         data_grad = A.adjoint(A(x) - y)
         if self.form == "proximal":
@@ -213,6 +251,23 @@ class DEQ(nn.Module):
         strength = self.log_strength.exp()
         prior_grad = self.balance * grad_adjoint(grad(x)) + strength * (x - self.denoiser(x))
         return x - self.step_size * P(data_grad + prior_grad)
+
+    def levels(self, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The hqs form's denoising level ``s = a σ + b`` and data weight ``α = λ σ² / s²``
+        (σ floored at ``NOISE_FLOOR``), each (B, 1, 1, 1)."""
+        sigma = sigma.clamp(min=NOISE_FLOOR)
+        s = self.log_level_slope.exp() * sigma + self.log_level_floor.exp()
+        return s, self.log_strength.exp() * sigma**2 / s**2
+
+    def hqs_map(self, z: torch.Tensor, A: Blur, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """``T(z) = D_θ(x(z), s)``, ``x(z)`` = the data step ``(AᵀA + αI) x = Aᵀy + α z`` by
+        ``cg_iterations`` of conjugate gradients from ``z``, preconditioned by ``(|K|² + α)⁻¹``."""
+        s, alpha = self.levels(sigma)
+        shape = z.shape[-2:]
+        K2 = A.otf(shape, z).abs() ** 2
+        x = preconditioned_cg(lambda v: A.adjoint(A(v)) + alpha * v, A.adjoint(y) + alpha * z, z,
+                              lambda r: irfft2(rfft2(r) / (K2 + alpha), shape), self.cg_iterations)
+        return self.denoiser(x, s.reshape(-1))
 
     def preconditioner(self, A: Blur, like: torch.Tensor):
         """``P: g ↦ (KᵀK + βDᵀD + λI)⁻¹ g`` on the scene grid (circular, by FFT); the
@@ -237,14 +292,24 @@ class DEQ(nn.Module):
             raise FixedPointError(message, info)
         warnings.warn(message, RuntimeWarning, stacklevel=3)
 
-    def solve(self, A: Blur, y: torch.Tensor) -> torch.Tensor:
+    def solve(self, A: Blur, y: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
         """``x*`` with ``x* = T(x*)``, no graph recorded; diagnostics in ``forward_info``."""
         with torch.no_grad():
-            x, info = SOLVERS[self.solver](lambda x: self.T(x, A, y), self.initial(A, y), tol=self.tol,
-                                           max_iter=self.max_iter)
+            x, info = SOLVERS[self.solver](lambda x: self.T(x, A, y, sigma), self.initial(A, y), tol=self.tol,
+                                           max_iter=self.budget())
         self.forward_info = info
-        self._check_solve(info, "forward")
+        if not self.budgeted():
+            self._check_solve(info, "forward")
         return x
+
+    def budgeted(self) -> bool:
+        """Whether the solves run to the training budget ``train_max_iter`` (training mode, a budget of
+        its own): stopping there is expected and does not warn."""
+        return self.training and self.train_max_iter != self.max_iter
+
+    def budget(self) -> int:
+        """The iteration cap of this call's forward and adjoint solves."""
+        return self.train_max_iter if self.training else self.max_iter
 
     def _adjoint_solver(self, mode: str, terms: int, fx0: torch.Tensor, x0: torch.Tensor):
         """The map ``g ↦ u ≈ (I − Jᵀ)⁻¹ g`` for the hook, J = ∂T/∂x at x* (through fx0 = T(x0))."""
@@ -267,7 +332,7 @@ class DEQ(nn.Module):
                 return u
             if mode == "implicit-anderson":
                 with torch.enable_grad():
-                    u, info = anderson(lambda u: g + vjp(u), g, tol=self.tol, max_iter=self.max_iter)
+                    u, info = anderson(lambda u: g + vjp(u), g, tol=self.tol, max_iter=self.budget())
             else:  # implicit-cg on the normal equations (I − J)(I − Jᵀ) u = (I − J) g
 
                 def normal_operator(v: torch.Tensor) -> torch.Tensor:
@@ -275,35 +340,54 @@ class DEQ(nn.Module):
                     return w - jvp(w)  # (I − J) w
 
                 with torch.enable_grad():
-                    u, info = conjugate_gradient(normal_operator, g - jvp(g), self.tol, self.max_iter)
+                    u, info = conjugate_gradient(normal_operator, g - jvp(g), self.tol, self.budget())
             self.backward_info = info
-            self._check_solve(info, "backward (adjoint)")
+            if not self.budgeted():
+                self._check_solve(info, "backward (adjoint)")
             return u
 
         return solve
 
     # ----- forward ---------------------------------------------------------------------
-    def forward(self, y: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        """Deblur ``y`` (B, C, H, W) given kernels ``k`` (B or 1, 1, h, w)."""
+    @property
+    def uses_sigma(self) -> bool:
+        """Whether the model uses the noise level σ it is given: the hqs form only."""
+        return self.form == "hqs"
+
+    def noise_level(self, sigma: float | torch.Tensor | None, y: torch.Tensor) -> torch.Tensor | None:
+        """σ as (B, 1, 1, 1) on ``y``'s device for the hqs form (None for the others, which ignore it);
+        a clear error when the hqs form is not given it."""
+        if self.form != "hqs":
+            return None
+        if sigma is None:
+            raise ValueError("this DEQ (form 'hqs') is conditioned on the noise level: call it as net(y, k, sigma) "
+                             "with sigma the noise standard deviation of y (a number, or one per image).")
+        return noise_map(sigma, y[:, :1, :1, :1])
+
+    def forward(self, y: torch.Tensor, k: torch.Tensor, sigma: float | torch.Tensor | None = None) -> torch.Tensor:
+        """Deblur ``y`` (B, C, H, W) given kernels ``k`` (B or 1, 1, h, w) and, for the hqs form, the
+        noise level ``sigma`` (a number or one per image; the other forms ignore it)."""
         y, k = check_problem(y, k)
         check_channels(y, self.channels, "DEQ")
         check_model_dtype(y, self, "DEQ")
+        sigma = self.noise_level(sigma, y)
         A = Blur(k, "valid", check_inputs=False)
         mode, terms = parse_backward(self.backward)
         # no autocast: the solves stop on a relative residual of ~1e-3, float16's resolution (2⁻¹⁰)
         with parametrize.cached(), torch.autocast(y.device.type, enabled=False):
             # normalise each weight once per call: T stays one fixed map
-            self.denoiser.cache_weights()
+            if isinstance(self.denoiser, Denoiser):
+                self.denoiser.cache_weights()
             if mode == "unrolled":
                 x = self.initial(A, y)
                 for _ in range(self.unroll_steps):
-                    x = self.T(x, A, y)
+                    x = self.T(x, A, y, sigma)
                 return crop(x, A.pads)
-            x_star = self.solve(A, y)
-            out = self.T(x_star, A, y)  # one differentiable application (all that JFB uses)
+            x_star = self.solve(A, y, sigma)
+            out = self.T(x_star, A, y, sigma)  # one differentiable application (all that JFB uses)
             if mode != "jfb" and out.requires_grad:
                 x0 = x_star.clone().requires_grad_()
-                fx0 = self.T(x0, A, y)  # a second graph at x*, for the Jacobian products
+                fx0 = self.T(x0, A, y, sigma)  # a second graph at x*, for the Jacobian products
                 solve = self._adjoint_solver(mode, terms, fx0, x0)
                 out.register_hook(solve)
         return crop(out, A.pads)

@@ -44,8 +44,12 @@ class TikhonovCNN(nn.Module):
         self.channels, self.balance = channels, balance
         self.cnn = small_cnn(channels, features, depth)
 
-    def forward(self, y: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        """Deblur ``y`` (B, C, H, W) given kernels ``k`` (B or 1, 1, h, w)."""
+    #: whether the model uses the noise level σ it is given (this one ignores it)
+    uses_sigma = False
+
+    def forward(self, y: torch.Tensor, k: torch.Tensor, sigma: float | torch.Tensor | None = None) -> torch.Tensor:
+        """Deblur ``y`` (B, C, H, W) given kernels ``k`` (B or 1, 1, h, w); ``sigma``, the noise
+        level, is accepted like every non-blind method's and ignored (``uses_sigma`` is False)."""
         y, k = check_problem(y, k)
         check_channels(y, self.channels, "TikhonovCNN")
         check_model_dtype(y, self, "TikhonovCNN")

@@ -184,11 +184,17 @@ class RGDN(nn.Module):
             g = g - self.R(x)
         return x + (self.step_size * -g if self.D is None else self.D(g))
 
-    def forward(self, y: torch.Tensor, k: torch.Tensor, steps: int | None = None,
-                return_all: bool = False, tol: float | None = None):
+    #: whether the model uses the noise level σ it is given (this one is blind to it: one prior,
+    #: learned for the training range of σ)
+    uses_sigma = False
+
+    def forward(self, y: torch.Tensor, k: torch.Tensor, sigma: float | torch.Tensor | None = None,
+                steps: int | None = None, return_all: bool = False, tol: float | None = None):
         """Deblur ``y`` (B, C, H, W) given kernels ``k`` (B or 1, 1, h, w).
 
         Args:
+            sigma: the noise level of ``y``, accepted like every non-blind method's and ignored
+                (``uses_sigma`` is False: RGDN learns one prior for its training range of σ).
             steps: number of updates (default ``self.steps``).
             return_all: return the list of every step's (cropped) estimate — what
                 recursive supervision needs.

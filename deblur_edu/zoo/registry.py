@@ -21,8 +21,15 @@ from ..learned.denoiser import GaussianDenoiser
 
 
 # ----- what a model is trained to minimise -----------------------------------------------------
+#: the non-blind deblurrers: told the kernel *and* the noise level σ, as classical deconvolution is
+NON_BLIND = (RGDN, DEQ, TikhonovCNN)
+
+
 def deblurred(model: nn.Module, batch: dict) -> torch.Tensor:
-    """The estimate a deblurring model makes of a batch: ``model(y, k)``."""
+    """The estimate a deblurring model makes of a batch: ``model(y, k, σ)`` for a non-blind model
+    (:data:`NON_BLIND`; each says with ``uses_sigma`` whether it uses σ), ``model(y, k)`` otherwise."""
+    if isinstance(getattr(model, "module", model), NON_BLIND):  # getattr: a DDP-wrapped model
+        return model(batch["blurred"], batch["kernel"], batch["sigma"])
     return model(batch["blurred"], batch["kernel"])
 
 
@@ -33,7 +40,7 @@ def denoised(model: nn.Module, batch: dict) -> torch.Tensor:
 
 def recursive_supervision_loss(model: nn.Module, batch: dict) -> torch.Tensor:
     """Mean over steps t of MSE(x_t, x): every step's output is supervised (RGDN)."""
-    outputs = model(batch["blurred"], batch["kernel"], return_all=True)
+    outputs = model(batch["blurred"], batch["kernel"], batch["sigma"], return_all=True)
     return torch.stack([torch.mean((o - batch["sharp"]) ** 2) for o in outputs]).mean()
 
 
@@ -66,6 +73,7 @@ def denoising_loss(model: nn.Module, batch: dict) -> torch.Tensor:
 WARM_STARTS: dict[str, dict[str, tuple[str, str]]] = {
     "reblur": {"deblurrer_from": ("deblurrer", "deblurrer"), "reblurrer_from": ("reblurrer", "reblurrer")},
     "adarevd": {"encoder": ("decoder.encoder", "deblurrer")},
+    "deq": {"denoiser_from": ("denoiser", "")},  # the hqs form's denoiser: chapter 2's, whole
 }
 
 

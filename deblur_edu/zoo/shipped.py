@@ -59,8 +59,8 @@ def pretrained(name: str, device: str | torch.device = "cpu") -> nn.Module:
 
 
 def part(model: nn.Module, dotted: str) -> nn.Module | None:
-    """``model.a.b`` for ``dotted = "a.b"``."""
-    for attr in dotted.split("."):
+    """``model.a.b`` for ``dotted = "a.b"``; the model itself for ``""``."""
+    for attr in filter(None, dotted.split(".")):
         model = getattr(model, attr)
     return model
 
