@@ -172,7 +172,7 @@ def test_training_recipe_scores_compare_models_with_tv_on_the_validation_batch()
 
     cfg = {"length": 4, "patch": 48, "kernel_size": 15, "sigma_range": [0.005, 0.02], "seed": 0}
 
-    def do_nothing(y, k):  # the blurry observation, as if it were the answer
+    def do_nothing(y, k, sigma):  # the blurry observation, as if it were the answer
         warnings.warn("a capped solve", RuntimeWarning)
         return y
 
@@ -297,3 +297,27 @@ def test_16_bit_images_are_scored_on_their_0_1_scale(tiny_benchmark, tmp_path):
     bench.main(["--images", str(folder), "--kernels", str(kernels), "--crop", "40", "--sigmas", "0.01", "--boundaries",
                 "valid", "--methods", "wiener", "--json", str(out), "--device", "cpu", "--no-speed"])
     assert json.loads(out.read_text())["results"][0]["psnr"] > 20
+
+
+def test_non_blind_learned_methods_are_told_sigma_and_blind_ones_are_not(monkeypatch):
+    """Item 0 of issue 23: rgdn, deq-* and feedforward get σ as the classical methods do."""
+    from deblur_edu.bench import methods
+
+    calls = {}
+
+    class Recorder(torch.nn.Module):
+        def __init__(self, name):
+            super().__init__()
+            self.name = name
+
+        def forward(self, y, k, *rest):
+            calls[self.name] = rest
+            return y
+
+    names = {"rgdn": "rgdn-cpu", "deq-jfb": "deq-jfb-cpu", "deq-implicit": "deq-implicit-cpu",
+             "feedforward": "feedforward-cpu", "reblur": "reblur-cpu"}
+    monkeypatch.setattr(methods, "_MODELS", {(c, "cpu"): Recorder(c) for c in names.values()})
+    for method in names:
+        methods.get_method(method).run(torch.rand(1, 1, 32, 32), motion(5, 0), 0.03, None, {})
+    assert all(calls[names[m]] == (0.03,) for m in ("rgdn", "deq-jfb", "deq-implicit", "feedforward"))
+    assert calls["reblur-cpu"] == ()

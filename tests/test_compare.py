@@ -130,3 +130,30 @@ def test_update_refuses_a_comparison_of_another_protocol(tmp_path, data_dir, mon
     compare.main(["--quick", "--methods", "blurred", "--json", str(out)])
     monkeypatch.setattr(compare, "evaluate", lambda *a, **k: pytest.fail("the run started"))
     assert "run the whole comparison instead" in cli_error(compare.main, ["--methods", "blurred", "--json", str(out), "--update"])
+
+
+def test_update_from_a_benchmark_run_takes_its_rows_without_running(tmp_path, data_dir, monkeypatch, cli_error):
+    """--from-bench: the rows a bench run wrote for the same protocol are merged, nothing runs; another
+    protocol, a missing setting or no --update are one-line errors."""
+    monkeypatch.setenv("DEBLUR_EDU_DATA", str(data_dir))
+    out = tmp_path / "cmp.json"
+    compare.main(["--quick", "--methods", "blurred,wiener-taper", "--json", str(out)])
+    first = json.loads(out.read_text())
+    bench_rows = [{**r, "psnr": 77.0} for r in first["results"] if r["method"] == "wiener-taper"]
+    bench_env = {**first["environment"], "command": "python -m deblur_edu.bench --methods wiener-taper", "commit": "abc"}
+    bench_file = tmp_path / "bench.json"
+    bench_file.write_text(json.dumps({"results": bench_rows, "environment": bench_env}))
+    monkeypatch.setattr(compare, "evaluate", lambda *a, **k: pytest.fail("the run started"))
+    compare.main(["--quick", "--methods", "wiener-taper", "--json", str(out), "--update", "--from-bench", str(bench_file)])
+    merged = json.loads(out.read_text())
+    assert [r["psnr"] for r in merged["results"] if r["method"] == "wiener-taper"] == [77.0] * 4
+    assert [r for r in merged["results"] if r["method"] == "blurred"] == first["results"][:4]
+    update = merged["environment"]["updates"][-1]
+    assert update["methods"] == ["wiener-taper"] and update["commit"] == "abc" and "--from-bench" in update["command"]
+
+    bench_file.write_text(json.dumps({"results": bench_rows[:3], "environment": bench_env}))
+    argv = ["--quick", "--methods", "wiener-taper", "--json", str(out), "--update", "--from-bench", str(bench_file)]
+    assert "lacks wiener-taper" in cli_error(compare.main, argv)
+    bench_file.write_text(json.dumps({"results": bench_rows, "environment": {**bench_env, "crop": 64}}))
+    assert "was measured on" in cli_error(compare.main, argv)
+    assert "add --update" in cli_error(compare.main, [a for a in argv if a != "--update"])

@@ -204,15 +204,17 @@ def test_record_metrics_keeps_the_weights_hash(checkpoint, tmp_path):
         record_metrics(checkpoint, bench, "tv")
 
 
+@pytest.mark.parametrize("config", ["tiny", "hqs-tiny"])
 @pytest.mark.parametrize("backward", ["jfb", "implicit-anderson"])
-def test_deq_trains_through_the_same_cli_with_each_backward_mode(tmp_path, backward):
+def test_deq_trains_through_the_same_cli_with_each_backward_mode(tmp_path, backward, config, skip_without_photos):
     from deblur_edu.train import main
 
-    assert main(["deq", "--config", "tiny", "--backward", backward, "--out", str(tmp_path), "--no-progress"]) == 0
+    skip_without_photos(load_config("deq", config)["data"])
+    assert main(["deq", "--config", config, "--backward", backward, "--out", str(tmp_path), "--no-progress"]) == 0
     meta = json.loads((tmp_path / "model.json").read_text())
     assert meta["config"]["model"]["backward"] == backward
     model, _ = load_model(tmp_path / "model.pt", MODELS["deq"].build)
-    assert model.backward == backward
+    assert model.backward == backward and model.form == meta["config"]["model"].get("form", "gradient")
 
 
 def test_the_feedforward_comparator_trains_through_the_same_cli(tmp_path):
@@ -361,3 +363,64 @@ def test_every_model_takes_a_mixed_precision_step(model_name, skip_without_photo
     loss.backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None]
     assert torch.isfinite(loss) and grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_the_training_loss_tells_non_blind_models_sigma_and_no_one_else():
+    from deblur_edu.zoo.registry import NON_BLIND, deblurred
+
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, y, k, *rest):
+            seen.append(rest)
+            return y
+
+    batch = {"blurred": torch.rand(2, 1, 8, 8), "kernel": torch.rand(2, 1, 3, 3), "sigma": torch.tensor([0.01, 0.02])}
+    deblurred(Probe(), batch)
+    assert seen.pop() == ()
+    for cls in NON_BLIND:
+        probe = type("P", (cls,), {"__init__": torch.nn.Module.__init__, "forward": Probe.forward})()
+        deblurred(probe, batch)
+        assert seen.pop()[0] is batch["sigma"]
+
+        class Wrapped(torch.nn.Module):  # what DistributedDataParallel looks like from outside: .module inside
+            def __init__(self):
+                super().__init__()
+                self.module = probe
+
+            def forward(self, *args, **kwargs):
+                return self.module(*args, **kwargs)
+
+        deblurred(Wrapped(), batch)
+        assert seen.pop()[0] is batch["sigma"]
+
+
+def test_rgdn_recursive_supervision_tells_rgdn_sigma():
+    from deblur_edu.learned import RGDN
+    from deblur_edu.zoo.registry import recursive_supervision_loss
+
+    seen = []
+
+    class Probe(RGDN):
+        def forward(self, y, k, sigma=None, **options):
+            seen.append((sigma, options))
+            return super().forward(y, k, sigma, **options)
+
+    k = torch.rand(2, 1, 3, 3)
+    batch = {"blurred": torch.rand(2, 1, 16, 16), "kernel": k / k.sum((-2, -1), keepdim=True), "sharp": torch.rand(2, 1, 16, 16),
+             "sigma": torch.tensor([0.01, 0.02])}
+    assert torch.isfinite(recursive_supervision_loss(Probe(features=4, depth=2, steps=2), batch))
+    assert seen[0][0] is batch["sigma"] and seen[0][1] == {"return_all": True}
+
+
+def test_the_hqs_deq_and_its_comparator_start_from_the_whole_shipped_denoiser():
+    """``denoiser_from: denoiser-cpu`` copies chapter 2's denoiser into the model (source part "")."""
+    from deblur_edu.zoo import pretrained
+    from deblur_edu.zoo.shipped import warm_start
+
+    reference = pretrained("denoiser-cpu").state_dict()
+    for model_name in ("deq", "feedforward"):
+        cfg = load_config(model_name, "hqs-cpu")
+        model = MODELS[model_name].build(cfg["model"])
+        assert warm_start(model_name, model, cfg["model"]) == ["denoiser from denoiser-cpu"]
+        assert all(torch.equal(v, reference[n]) for n, v in model.denoiser.state_dict().items())

@@ -1,7 +1,7 @@
 """Every method of the book side by side: the comparison of chapter 7 and the README.
 
     python -m deblur_edu.bench.compare [--quick] [--methods a,b,...] [--json OUT] [--readme README.md]
-        [--figure PNG] [--device cpu|cuda] [--update]
+        [--figure PNG] [--device cpu|cuda] [--update [--from-bench BENCH.json]]
 
 Runs the benchmark of :mod:`deblur_edu.bench.run` (Set12 09–12 × Levin et al.'s 8 kernels,
 ``valid`` and ``circular`` blur, σ = 0.01 and 0.03) on every method in :data:`COMPARED`
@@ -12,7 +12,10 @@ metadata; for AdaRevD, its sub-decoders plus the frozen encoder's own training).
 ``--quick`` runs a subset on small crops (the chapter's live mode on a CPU). ``--update`` re-runs
 only ``--methods`` and puts them into the comparison already in ``--json`` (same protocol), keeping the
 other methods' results; the JSON and the table's footnote say which methods were re-run, when and at
-which commit — their seconds per image come from that later run.
+which commit — their seconds per image come from that later run. With ``--from-bench BENCH.json`` the
+``--methods`` are not run again: their rows are taken from that benchmark run (``python -m deblur_edu.bench
+… --json BENCH.json``), which :func:`~deblur_edu.bench.run.evaluate` wrote as it writes this one's, if it
+measured the same protocol, both boundaries and both noise levels; the update names that run.
 """
 
 from __future__ import annotations
@@ -156,7 +159,35 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     p.add_argument("--update", action="store_true",
                    help="re-run only --methods and merge them into the comparison in --json (the others are kept)")
+    p.add_argument("--from-bench", default=None, metavar="BENCH_JSON",
+                   help="with --update: take --methods' rows from this benchmark run's JSON instead of running them again")
     return p
+
+
+#: the settings of the comparison: every method is measured on each (boundary, σ)
+SETTINGS = [(boundary, sigma) for boundary in ("valid", "circular") for sigma in (0.01, 0.03)]
+
+
+def from_bench(path: str, methods: list[str], protocol: dict) -> dict:
+    """A comparison run made of ``methods``' rows in the benchmark JSON ``path``: its protocol must be
+    ``protocol``'s (:data:`PROTOCOL`) and it must hold every setting of :data:`SETTINGS` for each method."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"--from-bench: {path} does not exist; write it with python -m deblur_edu.bench ... --json {path}.")
+    bench = json.loads(Path(path).read_text())
+    env = bench.get("environment", {})
+    if any(env.get(key) != protocol.get(key) for key in PROTOCOL):
+        raise ValueError(f"--from-bench: {path} was measured on "
+                         + ", ".join(f"{key}={env.get(key)!r}" for key in PROTOCOL) + ", the comparison on "
+                         + ", ".join(f"{key}={protocol.get(key)!r}" for key in PROTOCOL) + "; rerun one of them.")
+    by = {(r["method"], r["boundary"], r["sigma"]): r for r in bench["results"]}
+    missing = [f"{m} {b} σ={s:g}" for m in methods for b, s in SETTINGS if (m, b, s) not in by]
+    if missing:
+        raise ValueError(f"--from-bench: {path} lacks {', '.join(missing)}; benchmark those methods with "
+                         f"--boundaries valid circular --sigmas 0.01 0.03, or run the comparison without --from-bench.")
+    return {"results": [by[(m, b, s)] for m in methods for b, s in SETTINGS],
+            "methods": [describe(m) for m in methods],
+            "environment": {**env, "command": f"{env.get('command', '')} (rows taken by compare --from-bench {path})"},
+            "seconds": bench.get("seconds")}
 
 
 def prepare(args: argparse.Namespace) -> tuple[list[str], torch.device, Benchmark]:
@@ -170,6 +201,8 @@ def prepare(args: argparse.Namespace) -> tuple[list[str], torch.device, Benchmar
                              "give both.")
         if not Path(args.json).is_file():
             raise FileNotFoundError(f"--update: {args.json} does not exist; run the whole comparison first.")
+    elif getattr(args, "from_bench", None):
+        raise ValueError("--from-bench merges a benchmark run's rows into the comparison in --json: add --update.")
     if methods:
         check_methods(methods)
     else:
@@ -248,7 +281,10 @@ def main(argv: list[str] | None = None) -> int:
         if old is not None:
             _, device, bench = prepared
             check_same_protocol(old["environment"], environment(device, bench, ""))
-    out = run(args, prepared=prepared)
+        if args.from_bench:
+            out = from_bench(args.from_bench, prepared[0], old["environment"])
+    if not args.from_bench:
+        out = run(args, prepared=prepared)
     if old is not None:
         out = merge(old, out)
     table = markdown(out)

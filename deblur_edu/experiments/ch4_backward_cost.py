@@ -9,7 +9,8 @@ checkpoint's weights (a trained map may need more solver iterations than a rando
 
 Two measurements on one seeded random batch (dead leaves, a camera-shake kernel):
 
-1. **Time per training step** for every backward mode at the same forward tolerance:
+1. **Time per training step** for every backward mode at the same forward tolerance and
+   training budget of forward iterations (``train_max_iter``):
    the forward (the no-grad solve plus the differentiable application of T) and the
    backward (``loss.backward()``, which runs the adjoint solve of the implicit modes),
    medians of ``repeats`` runs at a fixed thread count, with the solvers' iteration counts.
@@ -47,6 +48,7 @@ from ..physics import Blur, add_noise, crop
 from ..runtime import pick_device, provenance, synchronize, write_json
 from ..train import load_config
 from ..zoo import metadata, pretrained
+from ..zoo.registry import architecture
 
 
 def saved_tensor_bytes(step: Callable[[], None]) -> int:
@@ -87,13 +89,17 @@ def allocator_peak_bytes(step: Callable[[], None], device: torch.device) -> int 
     return int(max(sum(row) for row in sizes)) if sizes else 0
 
 
+#: the noise level of the measured batch (the DEQ is told it; only the hqs form uses it)
+SIGMA = 0.01
+
+
 def problem(size: int, batch: int, device: torch.device, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A seeded training batch ``(y, k, x)``: dead-leaves scenes, one camera-shake kernel, σ = 0.01."""
+    """A seeded training batch ``(y, k, x)``: dead-leaves scenes, one camera-shake kernel, σ = ``SIGMA``."""
     g = torch.Generator().manual_seed(seed)
     k = camera_shake(15, g)
     A = Blur(k, "valid")
     scenes = torch.cat([dead_leaves(size + 14, generator=g) for _ in range(batch)])
-    y = add_noise(A(scenes), 0.01, g)
+    y = add_noise(A(scenes), SIGMA, g)
     return y.to(device), k.to(device), crop(scenes, A.pads).to(device)
 
 
@@ -103,7 +109,7 @@ def build(mode: str, model_cfg: dict, device: torch.device, iterations: int | No
     forces that many forward iterations."""
     cfg = dict(model_cfg, backward=mode)
     if iterations is not None:
-        cfg.update(tol=1e-30, max_iter=iterations, unroll_steps=iterations)
+        cfg.update(tol=1e-30, max_iter=iterations, train_max_iter=iterations, unroll_steps=iterations)
     torch.manual_seed(0)
     model = DEQ(**cfg)
     if state is not None:
@@ -114,11 +120,11 @@ def build(mode: str, model_cfg: dict, device: torch.device, iterations: int | No
 def model_and_weights(checkpoint: str | None) -> tuple[dict, dict | None]:
     """The ``deq-cpu`` preset's model config and no weights, or a shipped checkpoint's both."""
     if checkpoint is None:
-        return load_config("deq", "cpu")["model"], None
+        return architecture("deq", load_config("deq", "cpu")["model"]), None
     meta = metadata(checkpoint)
     if meta["model_name"] != "deq":
         raise ValueError(f"{checkpoint} is a {meta['model_name']} checkpoint; the backward cost is measured on a DEQ.")
-    return meta["config"]["model"], pretrained(checkpoint).state_dict()
+    return architecture("deq", meta["config"]["model"]), pretrained(checkpoint).state_dict()
 
 
 def training_step(model: DEQ, y: torch.Tensor, k: torch.Tensor, x: torch.Tensor) -> tuple[float, float]:
@@ -127,7 +133,7 @@ def training_step(model: DEQ, y: torch.Tensor, k: torch.Tensor, x: torch.Tensor)
     device = y.device
     synchronize(device)
     t0 = time.perf_counter()
-    loss = torch.mean((model(y, k) - x) ** 2)
+    loss = torch.mean((model(y, k, SIGMA) - x) ** 2)
     synchronize(device)
     t1 = time.perf_counter()
     loss.backward()

@@ -25,6 +25,9 @@ from torch import nn
 from ..checks import check_channels, check_image, check_model_dtype
 from .unet import UNet
 
+#: the smallest noise level a learned method computes with (σ = 0 would give the data all the weight)
+NOISE_FLOOR = 2e-3
+
 
 def noise_map(sigma: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """σ as a (B, 1, H, W) map on ``like``'s device and dtype: a number, or one value per image.
@@ -69,4 +72,21 @@ class GaussianDenoiser(nn.Module):
         x = check_image(x, "x", value_range=False)
         check_channels(x, self.channels, "GaussianDenoiser")
         check_model_dtype(x, self, "GaussianDenoiser")
-        return x + self.unet.residual(torch.cat([x, noise_map(sigma, x)], dim=1))
+        return self.denoise(x, noise_map(sigma, x))
+
+    def denoise(self, x: torch.Tensor, sigma_map: torch.Tensor) -> torch.Tensor:
+        """``x + U([x, σ])`` for a checked ``x`` and its (B, 1, H, W) σ map, without the checks (each
+        reads a value back from the device): what an iterative solver calls at every step."""
+        return x + self.unet.residual(torch.cat([x, sigma_map], dim=1))
+
+
+def denoising_level(sigma: torch.Tensor, log_slope: torch.Tensor, log_floor: torch.Tensor) -> torch.Tensor:
+    """The level a learned method hands its denoiser, ``s(σ) = a·max(σ, NOISE_FLOOR) + b`` with ``a = exp(log_slope)``,
+    ``b = exp(log_floor)`` learned (positive by construction); used by the DEQ's hqs form and its
+    feedforward comparator.
+
+    Example:
+        >>> float(denoising_level(torch.tensor(0.01), torch.tensor(2.0).log(), torch.tensor(0.02).log()))
+        0.03999999910593033
+    """
+    return log_slope.exp() * sigma.clamp(min=NOISE_FLOOR) + log_floor.exp()

@@ -47,7 +47,7 @@ pretrained noise-level-conditioned denoiser of chapter 2 (:class:`~deblur_edu.le
 as ``D_θ`` — how Gilton et al. build theirs: pretrain the denoiser, then fine-tune the whole
 equilibrium map end to end. It is told the noise level σ of ``y`` (``forward(y, k, sigma)``):
 the denoising level is ``s(σ) = a σ + b`` and the data weight ``α(σ) = λ σ² / s²`` (σ floored at
-:data:`~deblur_edu.learned.pnp.NOISE_FLOOR`), with ``a``, ``b`` and λ learned (``level_slope``,
+:data:`~deblur_edu.learned.denoiser.NOISE_FLOOR`), with ``a``, ``b`` and λ learned (``level_slope``,
 ``level_floor``, ``strength`` are their initial values). The data step is solved by
 ``cg_iterations`` of preconditioned conjugate gradients started from ``z`` (a fixed count, so
 ``x(z)`` is one differentiable function of ``z``). The denoiser has no Lipschitz bound by
@@ -85,9 +85,8 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from ..classical.priors import grad, grad_adjoint
 from ..classical.wiener import tikhonov_inverse, tikhonov_start
-from .denoiser import GaussianDenoiser, noise_map
+from .denoiser import NOISE_FLOOR, GaussianDenoiser, denoising_level, noise_map
 from .fixed_point import SOLVERS, FixedPointError, SolverInfo, anderson, preconditioned_cg
-from .pnp import NOISE_FLOOR
 from ..physics import Blur, crop, irfft2, rfft2
 from ..checks import check_channels, check_model_dtype, check_problem
 
@@ -174,11 +173,11 @@ class DEQ(nn.Module):
         backward: ``jfb``, ``implicit-anderson``, ``implicit-cg``, ``unrolled`` or ``neumann-K``.
         solver: forward solver, ``anderson`` (default), ``picard`` or ``krasnoselskii-mann``.
         tol, max_iter: forward tolerance (relative residual) and iteration cap; the
-            adjoint solve uses the same.
-        train_max_iter: the forward solve's iteration budget in training mode (default
+            adjoint solve uses the same (in training mode: ``train_max_iter``).
+        train_max_iter: the forward and adjoint solves' iteration budget in training mode (default
             ``max_iter``), as torchdeq separates training and evaluation budgets: a training step
             needs an approximate equilibrium, evaluation a converged one. Stopping there in
-            training is the budget, not a failure: it does not warn.
+            training is the budget, not a failure: it does not warn (``strict`` still raises).
         unroll_steps: iterations of the ``unrolled`` mode.
         residual: a residual denoiser ``D_θ(x) = x − L·cnn(x)`` (see :class:`Denoiser`).
         strength: initial value of the learned prior weight λ (gradient and hqs forms).
@@ -222,6 +221,9 @@ class DEQ(nn.Module):
             raise ValueError(f"strength must be > 0, got {strength}.")
         if form == "hqs" and not (level_slope > 0 and level_floor > 0):
             raise ValueError(f"level_slope and level_floor must be > 0, got {level_slope} and {level_floor}.")
+        for name, value in (("cg_iterations", cg_iterations), ("max_iter", max_iter), ("train_max_iter", train_max_iter)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
         parse_backward(backward)
         self.channels, self.form, self.step_size = channels, form, step_size
         self.backward, self.solver, self.tol, self.max_iter = backward, solver, tol, max_iter
@@ -252,22 +254,24 @@ class DEQ(nn.Module):
         prior_grad = self.balance * grad_adjoint(grad(x)) + strength * (x - self.denoiser(x))
         return x - self.step_size * P(data_grad + prior_grad)
 
-    def levels(self, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def level_and_weight(self, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The hqs form's denoising level ``s = a σ + b`` and data weight ``α = λ σ² / s²``
-        (σ floored at ``NOISE_FLOOR``), each (B, 1, 1, 1)."""
-        sigma = sigma.clamp(min=NOISE_FLOOR)
-        s = self.log_level_slope.exp() * sigma + self.log_level_floor.exp()
-        return s, self.log_strength.exp() * sigma**2 / s**2
+        (σ floored at ``NOISE_FLOOR``; :func:`~deblur_edu.learned.denoiser.denoising_level`), each shaped like ``sigma``."""
+        s = denoising_level(sigma, self.log_level_slope, self.log_level_floor)
+        return s, self.log_strength.exp() * sigma.clamp(min=NOISE_FLOOR) ** 2 / s**2
 
-    def hqs_map(self, z: torch.Tensor, A: Blur, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    def hqs_map(self, z: torch.Tensor, A: Blur, y: torch.Tensor, sigma: float | torch.Tensor | None) -> torch.Tensor:
         """``T(z) = D_θ(x(z), s)``, ``x(z)`` = the data step ``(AᵀA + αI) x = Aᵀy + α z`` by
-        ``cg_iterations`` of conjugate gradients from ``z``, preconditioned by ``(|K|² + α)⁻¹``."""
-        s, alpha = self.levels(sigma)
+        ``cg_iterations`` of conjugate gradients from ``z``, preconditioned by ``(|K|² + α)⁻¹``.
+        ``sigma``: (B, 1, 1, 1) as :meth:`noise_level` makes it (a number is converted, with its checks)."""
+        if not (torch.is_tensor(sigma) and sigma.dim() == 4):
+            sigma = self.noise_level(sigma, y)
+        s, alpha = self.level_and_weight(sigma)
         shape = z.shape[-2:]
         K2 = A.otf(shape, z).abs() ** 2
         x = preconditioned_cg(lambda v: A.adjoint(A(v)) + alpha * v, A.adjoint(y) + alpha * z, z,
-                              lambda r: irfft2(rfft2(r) / (K2 + alpha), shape), self.cg_iterations)
-        return self.denoiser(x, s.reshape(-1))
+                              lambda r: irfft2(rfft2(r) / (K2 + alpha), shape, z.dtype), self.cg_iterations)
+        return self.denoiser.denoise(x, s.expand(-1, 1, *shape))
 
     def preconditioner(self, A: Blur, like: torch.Tensor):
         """``P: g ↦ (KᵀK + βDᵀD + λI)⁻¹ g`` on the scene grid (circular, by FFT); the
@@ -298,7 +302,7 @@ class DEQ(nn.Module):
             x, info = SOLVERS[self.solver](lambda x: self.T(x, A, y, sigma), self.initial(A, y), tol=self.tol,
                                            max_iter=self.budget())
         self.forward_info = info
-        if not self.budgeted():
+        if self.strict or not self.budgeted():
             self._check_solve(info, "forward")
         return x
 
@@ -311,8 +315,9 @@ class DEQ(nn.Module):
         """The iteration cap of this call's forward and adjoint solves."""
         return self.train_max_iter if self.training else self.max_iter
 
-    def _adjoint_solver(self, mode: str, terms: int, fx0: torch.Tensor, x0: torch.Tensor):
-        """The map ``g ↦ u ≈ (I − Jᵀ)⁻¹ g`` for the hook, J = ∂T/∂x at x* (through fx0 = T(x0))."""
+    def _adjoint_solver(self, mode: str, terms: int, fx0: torch.Tensor, x0: torch.Tensor, cap: int, quiet: bool):
+        """The map ``g ↦ u ≈ (I − Jᵀ)⁻¹ g`` for the hook, J = ∂T/∂x at x* (through fx0 = T(x0));
+        ``cap`` and ``quiet``: the iteration cap and the no-warning budget of the forward call that made it."""
 
         def vjp(v: torch.Tensor) -> torch.Tensor:  # Jᵀ v
             return torch.autograd.grad(fx0, x0, v, retain_graph=True)[0]
@@ -332,7 +337,7 @@ class DEQ(nn.Module):
                 return u
             if mode == "implicit-anderson":
                 with torch.enable_grad():
-                    u, info = anderson(lambda u: g + vjp(u), g, tol=self.tol, max_iter=self.budget())
+                    u, info = anderson(lambda u: g + vjp(u), g, tol=self.tol, max_iter=cap)
             else:  # implicit-cg on the normal equations (I − J)(I − Jᵀ) u = (I − J) g
 
                 def normal_operator(v: torch.Tensor) -> torch.Tensor:
@@ -340,9 +345,9 @@ class DEQ(nn.Module):
                     return w - jvp(w)  # (I − J) w
 
                 with torch.enable_grad():
-                    u, info = conjugate_gradient(normal_operator, g - jvp(g), self.tol, self.budget())
+                    u, info = conjugate_gradient(normal_operator, g - jvp(g), self.tol, cap)
             self.backward_info = info
-            if not self.budgeted():
+            if self.strict or not quiet:
                 self._check_solve(info, "backward (adjoint)")
             return u
 
@@ -388,6 +393,6 @@ class DEQ(nn.Module):
             if mode != "jfb" and out.requires_grad:
                 x0 = x_star.clone().requires_grad_()
                 fx0 = self.T(x0, A, y, sigma)  # a second graph at x*, for the Jacobian products
-                solve = self._adjoint_solver(mode, terms, fx0, x0)
+                solve = self._adjoint_solver(mode, terms, fx0, x0, self.budget(), self.budgeted())
                 out.register_hook(solve)
         return crop(out, A.pads)

@@ -41,6 +41,7 @@ from typing import Callable
 import torch
 
 from ..classical.tv_admm import scene_pads_fast
+from .denoiser import NOISE_FLOOR  # the noise level the schedule ends at when σ is smaller (σ = 0: no prior left)
 from .fixed_point import preconditioned_cg
 from ..physics import crop, fft_dtype, irfft2, pad, psf2otf, rfft2, zero_pad
 from ..checks import check_iterations, check_positive, check_problem, check_sigma
@@ -49,8 +50,6 @@ from ..checks import check_iterations, check_positive, check_problem, check_sigm
 Denoiser = Callable[[torch.Tensor, float], torch.Tensor]
 #: DPIR's first denoising level, 49/255
 SIGMA_START = 49 / 255
-#: the noise level the schedule ends at when σ is smaller (σ = 0 would make α = 0: no prior left)
-NOISE_FLOOR = 2e-3
 
 
 def dpir_schedule(sigma: float, iterations: int, sigma_start: float = SIGMA_START) -> list[float]:

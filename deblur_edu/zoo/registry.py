@@ -74,6 +74,7 @@ WARM_STARTS: dict[str, dict[str, tuple[str, str]]] = {
     "reblur": {"deblurrer_from": ("deblurrer", "deblurrer"), "reblurrer_from": ("reblurrer", "reblurrer")},
     "adarevd": {"encoder": ("decoder.encoder", "deblurrer")},
     "deq": {"denoiser_from": ("denoiser", "")},  # the hqs form's denoiser: chapter 2's, whole
+    "feedforward": {"denoiser_from": ("denoiser", "")},  # the unet prior's, likewise
 }
 
 
