@@ -80,6 +80,20 @@ class GaussianDenoiser(nn.Module):
         return x + self.unet.residual(torch.cat([x, sigma_map], dim=1))
 
 
+def noise_per_image(sigma: float | torch.Tensor | None, y: torch.Tensor, model: str) -> torch.Tensor:
+    """σ of a batch ``y`` as (B, 1, 1, 1) for a model conditioned on it (:func:`noise_map`'s checks); a clear
+    error naming ``model`` when σ is not given.
+
+    Example:
+        >>> noise_per_image(0.01, torch.zeros(2, 1, 4, 4), "net").shape
+        torch.Size([2, 1, 1, 1])
+    """
+    if sigma is None:
+        raise ValueError(f"this {model} is conditioned on the noise level: call it as net(y, k, sigma) "
+                         f"with sigma the noise standard deviation of y (a number, or one per image).")
+    return noise_map(sigma, y[:, :1, :1, :1])
+
+
 def denoising_level(sigma: torch.Tensor, log_slope: torch.Tensor, log_floor: torch.Tensor) -> torch.Tensor:
     """The level a learned method hands its denoiser, ``s(σ) = a·max(σ, NOISE_FLOOR) + b`` with ``a = exp(log_slope)``,
     ``b = exp(log_floor)`` learned (positive by construction); used by the DEQ's hqs form and its

@@ -85,7 +85,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from ..classical.priors import grad, grad_adjoint
 from ..classical.wiener import tikhonov_inverse, tikhonov_start
-from .denoiser import NOISE_FLOOR, GaussianDenoiser, denoising_level, noise_map
+from .denoiser import NOISE_FLOOR, GaussianDenoiser, denoising_level, noise_per_image
 from .fixed_point import SOLVERS, FixedPointError, SolverInfo, anderson, preconditioned_cg
 from ..physics import Blur, crop, irfft2, rfft2
 from ..checks import check_channels, check_model_dtype, check_problem
@@ -364,10 +364,7 @@ class DEQ(nn.Module):
         a clear error when the hqs form is not given it."""
         if self.form != "hqs":
             return None
-        if sigma is None:
-            raise ValueError("this DEQ (form 'hqs') is conditioned on the noise level: call it as net(y, k, sigma) "
-                             "with sigma the noise standard deviation of y (a number, or one per image).")
-        return noise_map(sigma, y[:, :1, :1, :1])
+        return noise_per_image(sigma, y, "DEQ (form 'hqs')")
 
     def forward(self, y: torch.Tensor, k: torch.Tensor, sigma: float | torch.Tensor | None = None) -> torch.Tensor:
         """Deblur ``y`` (B, C, H, W) given kernels ``k`` (B or 1, 1, h, w) and, for the hqs form, the

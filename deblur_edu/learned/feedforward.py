@@ -30,7 +30,7 @@ from torch import nn
 from ..classical.wiener import tikhonov_start
 from ..physics import Blur, crop
 from ..checks import check_channels, check_model_dtype, check_problem
-from .denoiser import GaussianDenoiser, denoising_level, noise_map
+from .denoiser import GaussianDenoiser, denoising_level, noise_per_image
 from .rgdn import small_cnn
 
 PRIORS = ("cnn", "unet")
@@ -82,8 +82,6 @@ class TikhonovCNN(nn.Module):
         x0 = tikhonov_start(A, y, self.balance)
         if self.prior == "cnn":
             return crop(x0 + self.cnn(x0), A.pads)
-        if sigma is None:
-            raise ValueError("this TikhonovCNN (prior 'unet') is conditioned on the noise level: call it as "
-                             "net(y, k, sigma) with sigma the noise standard deviation of y (a number, or one per image).")
-        s = denoising_level(noise_map(sigma, y[:, :1, :1, :1]), self.log_level_slope, self.log_level_floor)
+        sigma = noise_per_image(sigma, y, "TikhonovCNN (prior 'unet')")
+        s = denoising_level(sigma, self.log_level_slope, self.log_level_floor)
         return crop(self.denoiser.denoise(x0, s.expand(-1, 1, *x0.shape[-2:])), A.pads)
