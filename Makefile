@@ -52,14 +52,14 @@ bench: setup
 tune: setup
 	$(PY) -m deblur_edu.bench.tune
 
-# the shipped RGDN checkpoint: train (resumable), copy into the package, measure, record
+# the shipped RGDN checkpoint (chapter 3): RGDN's update unit with chapter 2's pretrained denoiser as its prior
+# (preset rgdn-denoiser-cpu; needs deblur_edu/zoo/weights/denoiser-cpu): train (resumable), copy into the package,
+# benchmark against TV on the test split and the extra split, record, and measure the PSNR per step
 rgdn-checkpoint: setup
-	$(PY) -m deblur_edu.train rgdn --config cpu --out runs/rgdn-cpu --resume --no-progress
-	mkdir -p deblur_edu/zoo/weights
-	cp runs/rgdn-cpu/model.pt deblur_edu/zoo/weights/rgdn-cpu.pt
-	cp runs/rgdn-cpu/model.json deblur_edu/zoo/weights/rgdn-cpu.json
-	cp runs/rgdn-cpu/log.jsonl benchmarks/rgdn-cpu-log.jsonl
-	$(PY) -m deblur_edu.bench --methods tv,rgdn --json benchmarks/rgdn.json --no-speed
+	$(PY) -m deblur_edu.train rgdn --config denoiser-cpu --out runs/rgdn-denoiser-cpu --resume --no-progress
+	$(MAKE) copy-runs RUNS="rgdn-denoiser-cpu:rgdn-cpu"
+	$(PY) -m deblur_edu.bench --methods tv,rgdn --boundaries valid --json benchmarks/rgdn.json --no-speed
+	$(PY) -m deblur_edu.bench --methods tv,rgdn --split extra --boundaries valid --json benchmarks/rgdn_extra.json --no-speed
 	$(PY) -m deblur_edu.zoo.checkpoints deblur_edu/zoo/weights/rgdn-cpu benchmarks/rgdn.json --method rgdn
 	$(PY) -m deblur_edu.experiments.ch3_iterations --checkpoint rgdn-cpu --max-steps 24 --json benchmarks/rgdn_steps.json
 
@@ -72,8 +72,6 @@ rgdn-checkpoint: setup
 # time side by side. Measured side by side at commit f93342c over steps 20–40 (90 s validation excluded):
 # 9.2 s per implicit step, 4.8 s per JFB step: 500 × 9.2 / 4.8 = 960
 # (tests/test_shipped_deq.py checks that the shipped logs' budgets agree within 15 %).
-# The checkpoints shipped now still come from the earlier recipe, the presets deq-cpu and feedforward-cpu
-# (a gradient-form DEQ trained from scratch); this target makes their replacements.
 DEQ_JFB_STEPS := 960
 DEQ_RUNS := deq-hqs-cpu-jfb:deq-jfb-cpu deq-hqs-cpu-implicit-anderson:deq-implicit-cpu feedforward-hqs-cpu:feedforward-cpu
 deq-checkpoints: setup
@@ -84,8 +82,7 @@ deq-checkpoints: setup
 	$(MAKE) copy-runs RUNS="$(DEQ_RUNS)"
 	$(PY) -m deblur_edu.bench --methods tv,feedforward,deq-jfb,deq-implicit --json benchmarks/deq.json --no-speed \
 	  --readme README.md --readme-block deq
-	$(PY) -m deblur_edu.bench --methods tv,feedforward,deq-jfb,deq-implicit --split extra --boundaries valid \
-	  --json benchmarks/deq_extra.json --no-speed
+	$(PY) -m deblur_edu.bench --methods tv,deq-jfb --split extra --boundaries valid --json benchmarks/deq_extra.json --no-speed
 	$(PY) -m deblur_edu.zoo.checkpoints deblur_edu/zoo/weights/deq-jfb-cpu benchmarks/deq.json --method deq-jfb
 	$(PY) -m deblur_edu.zoo.checkpoints deblur_edu/zoo/weights/deq-implicit-cpu benchmarks/deq.json --method deq-implicit
 	$(PY) -m deblur_edu.zoo.checkpoints deblur_edu/zoo/weights/feedforward-cpu benchmarks/deq.json --method feedforward

@@ -77,7 +77,11 @@ def test_shipped_checkpoint_loads_and_deblurs():
     meta = __import__("json").loads((WEIGHTS_DIR / "rgdn-cpu.json").read_text())
     for key in ("config", "data_recipe", "commit", "training", "sha256", "metrics"):
         assert meta[key], key
-    assert (WEIGHTS_DIR / "rgdn-cpu.pt").stat().st_size < 5_000_000  # small
+    assert (WEIGHTS_DIR / "rgdn-cpu.pt").stat().st_size < 12_000_000  # small: the fine-tuned denoiser's 2.5 M float32 weights and H, D
+    from deblur_edu.train import load_config
+    preset = load_config("rgdn", "denoiser-cpu")  # the shipped recipe is the preset make rgdn-checkpoint names
+    assert meta["config"]["model"] == preset["model"] and meta["config"]["data"] == preset["data"]
+    assert meta["config"]["train"] == preset["train"]
     model = pretrained("rgdn-cpu")
     assert model.channels == 1
     y = torch.rand(1, 1, 40, 40)
@@ -144,6 +148,9 @@ def test_psnr_per_step_returns_one_value_per_step():
     torch.manual_seed(0)
     curve = psnr_per_step(RGDN(features=4, depth=2), bench, 0.01, max_steps=3)
     assert len(curve) == 3 and all(10 < v < 60 for v in curve)
+    # the model is told σ: the denoiser prior, which requires it, runs too
+    net = RGDN(features=4, depth=2, precondition=True, prior="denoiser", prior_width=4, prior_levels=1)
+    assert len(psnr_per_step(net, bench, 0.01, max_steps=2)) == 2
 
 
 def test_unet_prior_is_the_residual_branch_at_any_size():
@@ -182,3 +189,120 @@ def test_unknown_prior_is_a_clear_error():
         RGDN(prior="transformer")
     with pytest.raises(ValueError, match="dilated_prior dilates the plain prior"):
         RGDN(prior="unet", dilated_prior=True)
+
+
+# ----- the denoiser prior (issue 23): RED's step towards a pretrained Gaussian denoiser -----------------
+def denoiser_rgdn(**kw):
+    """A small denoiser-prior RGDN whose denoiser is not the identity (a fresh U-Net's last layer is zero)."""
+    torch.manual_seed(0)
+    net = RGDN(features=4, depth=2, steps=2, precondition=True, prior="denoiser", prior_width=4, prior_levels=1,
+               **kw).double()
+    torch.nn.init.normal_(net.denoiser.unet.head.weight, std=0.1)
+    return net
+
+
+def test_denoiser_prior_starts_as_the_preconditioned_red_step():
+    """Untrained, one step is x₁ = x₀ − η(P∇f(x₀) − (D_θ(x₀, s) − x₀)), s = aσ + b: H and D start as
+    the identity and −η."""
+    from deblur_edu.learned.denoiser import NOISE_FLOOR
+    from deblur_edu.physics import Blur, crop, pad
+
+    net = denoiser_rgdn(step=0.3, level_slope=2.0, level_floor=0.02)
+    y, k = torch.rand(2, 1, 20, 20, dtype=torch.float64), gaussian(5, 1.0, dtype=torch.float64)
+    sigma = torch.tensor([0.01, 0.0005], dtype=torch.float64)
+    A = Blur(k, "valid")
+    x0 = pad(y, A.pads, "replicate")
+    s = (2.0 * sigma.clamp(min=NOISE_FLOOR) + 0.02).view(2, 1, 1, 1)
+    red = net.denoiser.denoise(x0, s.expand(-1, 1, *x0.shape[-2:])) - x0
+    grad = net.preconditioner(A, x0, sigma.view(2, 1, 1, 1))(A.adjoint(A(x0) - y))
+    expected = crop(x0 - 0.3 * (grad - red), A.pads)
+    # (η, a, b are float32 parameters converted to double: their logs round at 1e-8)
+    torch.testing.assert_close(net(y, k, sigma, steps=1), expected, atol=1e-7, rtol=0)
+
+
+def test_denoiser_prior_uses_sigma_and_asks_for_it():
+    net = denoiser_rgdn()
+    y, k = torch.rand(1, 1, 16, 16, dtype=torch.float64), gaussian(3, 1.0, dtype=torch.float64)
+    assert net.uses_sigma and not RGDN(features=4, depth=2).uses_sigma
+    with pytest.raises(ValueError, match=r"net\(y, k, sigma\)"):
+        net(y, k)
+    assert not torch.equal(net(y, k, 0.01), net(y, k, 0.05))  # σ changes the level s(σ)
+
+
+def test_denoiser_prior_gradients_reach_every_parameter():
+    net = denoiser_rgdn()
+    y, k = torch.rand(2, 1, 16, 16, dtype=torch.float64), gaussian(3, 1.0, dtype=torch.float64)
+    for o in net(y, k, 0.02, return_all=True):
+        o.square().mean().backward(retain_graph=True)
+    assert all(p.grad is not None for p in net.parameters())  # every parameter is used (DDP needs it)
+    zero = [n for n, p in net.named_parameters() if not p.grad.abs().sum() > 0]
+    # the zeroed last layers of h and d block gradients to the layers before them at the start (and
+    # only there): their own weights do get gradients
+    assert all(".net.0." in n for n in zero), zero
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(use_d=False), "keep use_h, use_r and use_d"),
+    (dict(step=0.0), "step must be positive"),
+    (dict(level_floor=-1.0), "level_floor must be positive"),
+    (dict(dilated_prior=True), "dilated_prior dilates the plain prior"),
+])
+def test_denoiser_prior_refuses_bad_settings(kw, message):
+    with pytest.raises(ValueError, match=message):
+        RGDN(features=4, depth=2, prior="denoiser", **kw)
+
+
+def test_denoiser_prior_takes_a_mixed_precision_step():
+    """rgdn-denoiser-full trains under float16 autocast on a GPU; the same op lists run on the CPU here."""
+    torch.manual_seed(0)
+    net = RGDN(features=4, depth=2, steps=2, precondition=True, prior="denoiser", prior_width=4, prior_levels=1)
+    y, k = torch.rand(2, 1, 24, 24), gaussian(5, 1.0)
+    with torch.autocast("cpu", dtype=torch.float16):
+        loss = sum(o.float().square().mean() for o in net(y, k, 0.02, return_all=True))
+    loss.backward()
+    assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+
+
+def test_denoiser_prior_update_without_its_level_is_a_clear_error():
+    net = denoiser_rgdn()
+    x = torch.rand(1, 1, 12, 12, dtype=torch.float64)
+    with pytest.raises(ValueError, match="needs its level"):
+        net.update(x, x)
+
+
+def test_the_other_priors_ignore_the_denoiser_settings():
+    """level_slope, level_floor and step belong to the denoiser prior: the others neither check nor use them."""
+    torch.manual_seed(0)
+    a = RGDN(features=4, depth=2, step=0.0)
+    torch.manual_seed(0)
+    b = RGDN(features=4, depth=2)
+    assert [n for n, _ in a.named_parameters()] == [n for n, _ in b.named_parameters()]
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_the_sequential_order_denoises_after_the_data_step():
+    """order="sequential", untrained: x₁ = D_θ(x₀ − η P∇f(x₀), s) — plug-and-play's order."""
+    from deblur_edu.physics import Blur, crop, pad
+
+    net = denoiser_rgdn(step=1.0, order="sequential")
+    y, k = torch.rand(2, 1, 20, 20, dtype=torch.float64), gaussian(5, 1.0, dtype=torch.float64)
+    sigma = torch.tensor([0.01, 0.03], dtype=torch.float64).view(2, 1, 1, 1)
+    A = Blur(k, "valid")
+    x0 = pad(y, A.pads, "replicate")
+    u = x0 - net.preconditioner(A, x0, sigma)(A.adjoint(A(x0) - y))
+    s = net.level(sigma)
+    expected = crop(net.denoiser.denoise(u, s.expand(-1, 1, *u.shape[-2:])), A.pads)
+    torch.testing.assert_close(net(y, k, sigma.flatten(), steps=1), expected, atol=1e-7, rtol=0)
+
+
+def test_the_denoiser_prior_regularises_the_data_step_more_when_sigma_is_larger():
+    """β = λ·max(σ, σ_min): the preconditioned gradient of a noisier image is smoother (smaller)."""
+    from deblur_edu.physics import Blur
+
+    net = denoiser_rgdn()
+    A = Blur(gaussian(5, 1.0, dtype=torch.float64), "valid")
+    g = torch.randn(1, 1, 24, 24, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    low, high = (net.preconditioner(A, g, torch.full((1, 1, 1, 1), s, dtype=torch.float64))(g) for s in (0.01, 0.05))
+    assert high.norm() < low.norm()
+    with pytest.raises(ValueError, match="unknown order 'backwards'"):
+        RGDN(features=4, depth=2, order="backwards")

@@ -413,14 +413,22 @@ def test_rgdn_recursive_supervision_tells_rgdn_sigma():
     assert seen[0][0] is batch["sigma"] and seen[0][1] == {"return_all": True}
 
 
-def test_the_hqs_deq_and_its_comparator_start_from_the_whole_shipped_denoiser():
+def test_the_hqs_deq_its_comparator_and_rgdn_start_from_the_whole_shipped_denoiser():
     """``denoiser_from: denoiser-cpu`` copies chapter 2's denoiser into the model (source part "")."""
     from deblur_edu.zoo import pretrained
     from deblur_edu.zoo.shipped import warm_start
 
     reference = pretrained("denoiser-cpu").state_dict()
-    for model_name in ("deq", "feedforward"):
-        cfg = load_config(model_name, "hqs-cpu")
+    for model_name, preset in (("deq", "hqs-cpu"), ("feedforward", "hqs-cpu"), ("rgdn", "denoiser-cpu")):
+        cfg = load_config(model_name, preset)
         model = MODELS[model_name].build(cfg["model"])
         assert warm_start(model_name, model, cfg["model"]) == ["denoiser from denoiser-cpu"]
         assert all(torch.equal(v, reference[n]) for n, v in model.denoiser.state_dict().items())
+
+
+def test_a_warm_start_into_a_part_the_config_leaves_out_says_what_to_set():
+    from deblur_edu.zoo.shipped import warm_start
+
+    model = MODELS["rgdn"].build({"features": 4, "depth": 2})  # the plain prior: no denoiser to copy into
+    with pytest.raises(ValueError, match="denoiser_from: denoiser-cpu needs this model's denoiser.*set prior: denoiser"):
+        warm_start("rgdn", model, {"denoiser_from": "denoiser-cpu"})

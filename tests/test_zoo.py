@@ -49,7 +49,8 @@ def test_building_from_a_config_ignores_the_names_of_other_checkpoints(monkeypat
 def test_what_a_checkpoint_was_started_from_is_read_from_the_configs():
     assert zoo_shipped.built_on("reblur-cpu") == ["reblur-l1-cpu", "reblur-module-cpu"]
     assert zoo_shipped.built_on("adarevd-cpu") == ["reblur-l1-cpu"]
-    assert zoo_shipped.built_on("rgdn-cpu") == []
+    assert zoo_shipped.built_on("rgdn-cpu") == ["denoiser-cpu"]
+    assert zoo_shipped.built_on("rgdn-unet-cpu") == []
 
 
 def test_a_missing_checkpoint_says_where_its_recipe_is(tmp_path, monkeypatch):

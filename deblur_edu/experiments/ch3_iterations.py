@@ -31,7 +31,8 @@ def psnr_per_step(model: torch.nn.Module, bench: Benchmark, sigma: float, max_st
                   boundary: str = "valid", device: torch.device | str = "cpu") -> list[float]:
     """Mean PSNR (interior-cropped, clipped to [0, 1]) after steps 1, 2, …, ``max_steps``.
 
-    ``model(y, k, steps=…, return_all=True)`` must return the list of every step's estimate.
+    ``model(y, k, sigma, steps=…, return_all=True)`` must return the list of every step's estimate
+    (the model is told σ, as the benchmark tells every non-blind method).
 
     Example:
         >>> from deblur_edu.learned import RGDN
@@ -47,7 +48,7 @@ def psnr_per_step(model: torch.nn.Module, bench: Benchmark, sigma: float, max_st
     for ki, k in enumerate(bench.kernels):
         y, x = bench.batch(ki, boundary, sigma)
         y, x, k = y.to(device), x.to(device), k.to(device)
-        outputs = model(y, k, steps=max_steps, return_all=True)
+        outputs = model(y, k, sigma, steps=max_steps, return_all=True)
         r = score_crop(k)
         for t, x_t in enumerate(outputs):
             total[t] += psnr(x_t.clamp(0, 1), x, crop=r).double().sum().cpu()

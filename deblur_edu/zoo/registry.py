@@ -75,6 +75,7 @@ WARM_STARTS: dict[str, dict[str, tuple[str, str]]] = {
     "adarevd": {"encoder": ("decoder.encoder", "deblurrer")},
     "deq": {"denoiser_from": ("denoiser", "")},  # the hqs form's denoiser: chapter 2's, whole
     "feedforward": {"denoiser_from": ("denoiser", "")},  # the unet prior's, likewise
+    "rgdn": {"denoiser_from": ("denoiser", "")},  # the denoiser prior's, likewise
 }
 
 

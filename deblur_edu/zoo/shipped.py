@@ -65,6 +65,11 @@ def part(model: nn.Module, dotted: str) -> nn.Module | None:
     return model
 
 
+#: what a model's config must set to have the part a warm start copies into (the error's hint)
+WARM_START_NEEDS = {"reblur": "set reblur_weight > 0 or reblurrer=True", "rgdn": "set prior: denoiser",
+                    "deq": "set form: hqs", "feedforward": "set prior: unet"}
+
+
 def warm_start(model_name: str, model: nn.Module, cfg: dict) -> list[str]:
     """Copy into ``model`` the parts its config names (:data:`~.registry.WARM_STARTS`): e.g. the
     deblurrer of ``deblurrer_from: reblur-l1-cpu``. Called when a training run starts; returns
@@ -74,10 +79,11 @@ def warm_start(model_name: str, model: nn.Module, cfg: dict) -> list[str]:
         name = cfg.get(key)
         if name is None:
             continue
-        mine, theirs = part(model, target), part(pretrained(name), source)
+        mine = part(model, target)
         if mine is None:
             raise ValueError(f"{key}: {name} needs this model's {target}, which its config leaves out "
-                             f"(set reblur_weight > 0 or reblurrer=True).")
+                             f"({WARM_START_NEEDS.get(model_name, 'see the model class')}).")
+        theirs = part(pretrained(name), source)
         if theirs is None:
             raise ValueError(f"{key}: the checkpoint {name} has no {source}; pick one that trained it.")
         try:
