@@ -223,7 +223,6 @@ class RGDN(nn.Module):
                              "view by its halvings instead: set prior_levels, or drop dilated_prior.")
         self.channels, self.steps = channels, steps
         self.log_balance = nn.Parameter(torch.tensor(float(balance)).log()) if precondition else None
-        self.prior = prior
         self.H = small_cnn(channels, features, depth) if use_h else None
         self.R, self.denoiser = None, None
         if prior == "denoiser":
