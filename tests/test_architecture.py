@@ -19,7 +19,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "deblur_edu"
 
 LAYERS = [
-    {"checks", "runtime", "cli"},
+    {"checks", "runtime", "cli", "results"},
     {"kernels", "metrics"},
     {"physics", "data"},
     {"synthesis", "classical"},

@@ -4,7 +4,10 @@ import pytest
 import torch
 
 from deblur_edu.learned.fixed_point import (
+    CUDA_CHECK_EVERY,
     FixedPointError,
+    Monitor,
+    SolverInfo,
     anderson,
     anderson_weights,
     krasnoselskii_mann,
@@ -85,6 +88,62 @@ def test_strict_non_convergence_is_an_error():
 def test_bad_solver_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         anderson(lambda x: x, torch.ones(1, 2), **kwargs)
+
+
+def nonlinear_contraction():
+    W = torch.randn(64, 64, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 0.12
+    return lambda x: torch.tanh(x @ W.T) + 0.3
+
+
+@pytest.mark.parametrize("solver", [picard, krasnoselskii_mann, anderson])
+@pytest.mark.parametrize("max_iter", [7, 300])  # stopped at the cap, and converged
+def test_checking_every_k_iterations_changes_nothing_but_the_read_backs(solver, max_iter):
+    T, x0 = nonlinear_contraction(), torch.zeros(3, 64, dtype=torch.float64)
+    x1, info1 = solver(T, x0, tol=1e-9, max_iter=max_iter, check_every=1)
+    for k in (3, 5):
+        xk, infok = solver(T, x0, tol=1e-9, max_iter=max_iter, check_every=k)
+        assert torch.equal(xk, x1)
+        assert (infok.iterations, infok.converged, infok.residuals) == (info1.iterations, info1.converged, info1.residuals)
+
+
+class ReadBacks:
+    """Counts the tensor-to-host conversions (each waits for a GPU's queue) while active."""
+
+    def __init__(self, monkeypatch):
+        self.count = 0
+        for name in ("tolist", "item", "__float__", "__bool__", "__int__", "cpu", "numpy"):
+            original = getattr(torch.Tensor, name)
+
+            def counted(t, *args, _original=original, **kwargs):
+                self.count += 1
+                return _original(t, *args, **kwargs)
+
+            monkeypatch.setattr(torch.Tensor, name, counted)
+
+
+@pytest.mark.parametrize("solver", [picard, anderson])
+def test_a_solver_reads_back_once_every_check_every_iterations(solver, monkeypatch):
+    T, x0 = nonlinear_contraction(), torch.zeros(3, 64, dtype=torch.float64)
+    iterations = solver(T, x0, tol=1e-9, max_iter=300)[1].iterations
+    reads = ReadBacks(monkeypatch)
+    _, info = solver(T, x0, tol=1e-9, max_iter=300, check_every=5)
+    assert info.iterations == iterations and reads.count == -(-iterations // 5)
+    reads.count = 0
+    solver(T, x0, tol=1e-9, max_iter=300, check_every=1)
+    assert reads.count == iterations
+
+
+def test_check_every_defaults_to_every_iteration_on_the_cpu_only():
+    assert Monitor(SolverInfo("t"), 1e-3, None, torch.device("cpu")).check_every == 1
+    assert Monitor(SolverInfo("t"), 1e-3, None, torch.device("cuda")).check_every == CUDA_CHECK_EVERY > 1
+    with pytest.raises(ValueError, match="check_every"):
+        picard(lambda x: x, torch.ones(1, 2), check_every=0)
+
+
+def test_errors_found_at_a_later_check_name_the_iteration_they_happened_at():
+    with pytest.raises(FixedPointError, match="after 1 iterations") as err:
+        picard(lambda x: x * float("nan"), torch.ones(1, 3), check_every=4)
+    assert err.value.info.iterations == 1
 
 
 def test_lipschitz_estimate_is_the_spectral_norm_of_a_linear_map():

@@ -309,3 +309,18 @@ def test_the_synthesis_speed_command_prints_and_writes_its_figures(tmp_path, dat
     assert result["synthesis_seconds"] > 0 and result["dead_leaves_speedup"] > 0
     assert result["provenance"]["command"].startswith("python -m deblur_edu.experiments.synthesis_speed")
     assert "samples/s" in capsys.readouterr().out
+
+
+def test_the_blind_split_is_the_test_images_under_shakes_of_13_to_31_px(data_dir):
+    import hashlib
+
+    from deblur_edu.bench.protocol import BLIND_KERNEL_SIZES, SPLITS, blind_kernels, load_benchmark
+
+    blind = load_benchmark("blind", data_dir=data_dir)
+    assert sorted(blind.images) == SPLITS["test"]["images"] and blind.crop == 256
+    assert blind.data == "blind-shakes+set12"
+    assert [k.shape[-1] for k in blind.kernels] == list(BLIND_KERNEL_SIZES) == [13, 15, 19, 21, 23, 25, 29, 31]
+    assert all(abs(float(k.sum()) - 1) < 1e-5 for k in blind.kernels)
+    # seeded: the same kernels on every machine and every run (a changed draw would change the split)
+    digest = hashlib.sha256(b"".join(k.numpy().tobytes() for k in blind_kernels())).hexdigest()
+    assert digest == "f05798cc0981a596f80333d576811dcb427a68cd676fb2813835d9891d2caa75"

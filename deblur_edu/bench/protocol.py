@@ -14,8 +14,10 @@ Per (image, kernel, boundary, σ):
 Splits: ``test`` — Set12 09–12 (256² centre crops of the 512² originals) × Levin's 8
 kernels; ``tune`` — Set12 05 and 07 (224² crops of the 256² images) × 8 seeded random
 camera-shake kernels (never Levin's); ``extra`` — a second test set, Set12 01–04 and 06
-(224² crops of the 256² images) × Levin's kernels, never used to tune anything.
-Hyper-parameters are chosen on ``tune`` only.
+(224² crops of the 256² images) × Levin's kernels, never used to tune anything; ``blind`` — the
+blind deblurrers' test set, Set12 09–12 (as ``test``) × 8 seeded camera shakes of 13 to 31 px
+(:func:`blind_kernels`): drawn by the same model as the blind training kernels, from seeds no
+training sample uses. Hyper-parameters are chosen on ``tune`` only.
 
 Where the data came from is part of the result (``Benchmark.data``): ``"levin09+set12"``,
 ``"tune-shakes+set12"``, ``"user"`` for a side the caller gave (``--images``/``--kernels``),
@@ -39,6 +41,7 @@ SPLITS = {
     "test": {"images": ["09", "10", "11", "12"], "crop": 256},
     "tune": {"images": ["05", "07"], "crop": 224},
     "extra": {"images": ["01", "02", "03", "04", "06"], "crop": 224},
+    "blind": {"images": ["09", "10", "11", "12"], "crop": 256},
 }
 TUNE_KERNEL_SEED = 2009
 TUNE_KERNEL_SIZE = 25
@@ -55,6 +58,39 @@ def tune_kernels() -> list[torch.Tensor]:
     """The tune split's 8 camera-shake kernels (seeded; disjoint from Levin's)."""
     g = torch.Generator().manual_seed(TUNE_KERNEL_SEED)
     return [camera_shake(TUNE_KERNEL_SIZE, g) for _ in range(8)]
+
+
+#: the blind split's kernel sides (13 to 31 px, about evenly spaced) and the seed of its first kernel
+BLIND_KERNEL_SIZES = (13, 15, 19, 21, 23, 25, 29, 31)
+BLIND_KERNEL_SEED = 4 * 10**9
+
+
+def blind_kernels() -> list[torch.Tensor]:
+    """The ``blind`` split's 8 camera shakes: side ``BLIND_KERNEL_SIZES[j]``, path spanning
+    U(0.3, 0.9)·(side − 2) px (:func:`~deblur_edu.kernels.camera_shake`), seed ``BLIND_KERNEL_SEED + j``.
+
+    The blind training recipe draws its shakes from the same random-walk model on a 31-px grid
+    with spans U(0.15, 0.95)·29 px (:class:`~deblur_edu.synthesis.BlurSynthesis`), which covers
+    these spans (3 to 26 px), from seeds derived from the training step: never these.
+
+    Example:
+        >>> [k.shape[-1] for k in blind_kernels()]
+        [13, 15, 19, 21, 23, 25, 29, 31]
+    """
+    return [camera_shake(size, torch.Generator().manual_seed(BLIND_KERNEL_SEED + j))
+            for j, size in enumerate(BLIND_KERNEL_SIZES)]
+
+
+def split_kernels(split: str, data_dir: str | Path | None = None) -> list[torch.Tensor]:
+    """A split's own kernels: seeded shakes for ``tune`` and ``blind``, Levin's 8 otherwise."""
+    if split == "tune":
+        return tune_kernels()
+    if split == "blind":
+        return blind_kernels()
+    return levin09(data_dir)
+
+
+KERNEL_SOURCES = {"tune": "tune-shakes", "blind": "blind-shakes"}
 
 
 def load_kernels(path: str | Path) -> list[torch.Tensor]:
@@ -171,12 +207,12 @@ def load_benchmark(
         if kernels_path is not None:
             kernels = load_kernels(kernels_path)
         else:
-            kernels = tune_kernels() if split == "tune" else levin09(data_dir)
+            kernels = split_kernels(split, data_dir)
     except FileNotFoundError as err:
         if explicit or not fallback:
             raise
         return fallback_benchmark(split, crop, err)
-    sources = ("user" if kernels_path is not None else "tune-shakes" if split == "tune" else "levin09",
+    sources = ("user" if kernels_path is not None else KERNEL_SOURCES.get(split, "levin09"),
                "user" if images_dir is not None else "set12")
     bench = Benchmark(split, images, kernels, crop, data="user" if sources == ("user", "user") else "+".join(sources))
     bench.check_sizes()

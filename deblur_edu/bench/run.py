@@ -4,7 +4,7 @@ Usage::
 
     python -m deblur_edu.bench [--images DIR] [--kernels PATH] [--crop 256]
         [--sigmas 0.01 0.03] [--boundaries circular valid] [--methods a,b,...]
-        [--json OUT] [--device cpu|cuda] [--split test|tune|extra]
+        [--json OUT] [--device cpu|cuda] [--split test|tune|extra|blind]
 
 The protocol (cropping, the ``valid`` scene, per-case noise seeds, interior scoring) is
 documented in :mod:`deblur_edu.bench.protocol`; the methods in :mod:`deblur_edu.bench.methods`.
@@ -155,7 +155,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     p.add_argument("--split", default="test", choices=sorted(SPLITS),
                    help="test: Set12 09-12 x Levin (default); tune: Set12 05, 07 x camera shakes; "
-                        "extra: Set12 01-04, 06 x Levin (a second test set)")
+                        "extra: Set12 01-04, 06 x Levin (a second test set); blind: Set12 09-12 x 8 camera shakes of 13-31 px "
+                        "(the blind deblurrers' test set)")
     p.add_argument("--data-dir", default=None,
                    help="data directory (default: $DEBLUR_EDU_DATA or the cache; without the files there and with "
                         "no path given, offline stand-in data, recorded as data: fallback)")

@@ -21,6 +21,13 @@ the batch is below ``tol``, records the residual history, and raises
 residual grows far beyond its best value (a map that is not contractive), and, with
 ``strict=True``, when ``max_iter`` is reached first. :func:`lipschitz_estimate` measures
 the contraction factor of ``T`` at a point by power iteration on its Jacobian.
+
+**Checking without waiting.** Reading a residual back to the host makes a GPU finish its queue
+first: checking after every iteration leaves it idle between iterations. So the residuals stay on
+the device and are read back together every ``check_every`` iterations (default: every iteration
+on the CPU, where reading costs nothing, every ``CUDA_CHECK_EVERY`` on a GPU). The iterate of each
+unchecked iteration is kept, so the result, the iteration count and the errors are exactly those
+of checking every iteration; at most ``check_every − 1`` iterations are computed for nothing.
 """
 
 from __future__ import annotations
@@ -66,17 +73,17 @@ def relative_residual(fx: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 #: a residual this many times above the best one seen means the map is not contracting
 DIVERGENCE_FACTOR = 1e3
+#: on a GPU, the residuals are read back to the host once every this many iterations
+CUDA_CHECK_EVERY = 5
 
 
-def _check_progress(info: SolverInfo, fx: torch.Tensor, x: torch.Tensor) -> None:
-    """Record the relative residual; raise on NaN/Inf, or when the step ``‖T(x) − x‖`` has
-    grown far beyond the smallest seen *and* beyond the first (the iterates run away: not
-    a contraction — a bounce near convergence does not count)."""
-    residual = relative_residual(fx, x)
-    step = float((fx - x).flatten(1).pow(2).sum(1).sqrt().max())
+def _check_progress(info: SolverInfo, residual: float, step: float, finite: bool) -> None:
+    """Record one iteration's batch-max relative residual; raise on NaN/Inf, or when the step
+    ``‖T(x) − x‖`` has grown far beyond the smallest seen *and* beyond the first (the iterates
+    run away: not a contraction — a bounce near convergence does not count)."""
     info.iterations += 1
-    info.residuals.append(float(residual.max()))
-    if not torch.isfinite(fx).all() or step != step:
+    info.residuals.append(residual)
+    if not finite or step != step:
         raise FixedPointError(
             f"{info.solver}: the iterates became NaN/Inf after {info.iterations} iterations — the map "
             f"is not contractive here (check its step size η or the network's Lipschitz constant).", info)
@@ -88,6 +95,44 @@ def _check_progress(info: SolverInfo, fx: torch.Tensor, x: torch.Tensor) -> None
             f"the map is not a contraction (reduce η, use spectral normalisation, or damp with "
             f"krasnoselskii_mann).", info)
     info.smallest_step = min(info.smallest_step, step)
+
+
+class Monitor:
+    """Each iteration's residual, step and finiteness, kept on the device and read back to the host
+    every ``check_every`` iterations in one transfer (see the module docstring).
+
+    ``record(fx, x, out)`` notes the iteration ``x → fx`` whose result is ``out``; it returns the
+    result of the first iteration below ``tol`` once a check has seen it, else None. ``flush()``
+    checks what is pending (at the end of the iterations)."""
+
+    def __init__(self, info: SolverInfo, tol: float, check_every: int | None, device: torch.device):
+        if check_every is None:
+            check_every = 1 if device.type == "cpu" else CUDA_CHECK_EVERY
+        if not (isinstance(check_every, int) and check_every >= 1):
+            raise ValueError(f"check_every must be a positive integer, got {check_every!r}.")
+        self.info, self.tol, self.check_every = info, tol, check_every
+        self.values: list[torch.Tensor] = []
+        self.outs: list[torch.Tensor] = []
+
+    def record(self, fx: torch.Tensor, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor | None:
+        diff = (fx - x).flatten(1).pow(2).sum(1).sqrt()
+        residual = diff / fx.flatten(1).pow(2).sum(1).sqrt().clamp(min=1e-12)
+        self.values.append(torch.stack([residual.max(), diff.max(), torch.isfinite(fx).all().to(diff.dtype)]))
+        self.outs.append(out)
+        return self.flush() if len(self.values) == self.check_every else None
+
+    def flush(self) -> torch.Tensor | None:
+        if not self.values:
+            return None
+        rows = torch.stack(self.values).tolist()  # the one read-back
+        outs = self.outs
+        self.values, self.outs = [], []
+        for (residual, step, finite), out in zip(rows, outs):
+            _check_progress(self.info, residual, step, bool(finite))
+            if residual < self.tol:
+                self.info.converged = True
+                return out
+        return None
 
 
 def _finish(info: SolverInfo, tol: float, strict: bool) -> None:
@@ -106,8 +151,10 @@ def _check_args(tol: float, max_iter: int) -> None:
 
 @torch.no_grad()
 def krasnoselskii_mann(T: FixedPointMap, x0: torch.Tensor, tol: float = 1e-3, max_iter: int = 50,
-                       beta: float = 0.5, strict: bool = False) -> tuple[torch.Tensor, SolverInfo]:
-    """Averaged iteration ``x ← (1 − β) x + β T(x)`` (``β = 1``: Picard).
+                       beta: float = 0.5, strict: bool = False,
+                       check_every: int | None = None) -> tuple[torch.Tensor, SolverInfo]:
+    """Averaged iteration ``x ← (1 − β) x + β T(x)`` (``β = 1``: Picard). ``check_every``: see the
+    module docstring.
 
     Example:
         >>> T = lambda x: 0.5 * x + 1.0          # contraction, fixed point 2
@@ -119,22 +166,27 @@ def krasnoselskii_mann(T: FixedPointMap, x0: torch.Tensor, tol: float = 1e-3, ma
     if not 0 < beta <= 1:
         raise ValueError(f"beta must lie in (0, 1], got {beta}.")
     info = SolverInfo("picard" if beta == 1 else "krasnoselskii-mann")
+    monitor = Monitor(info, tol, check_every, x0.device)
     x = x0
     for _ in range(max_iter):
         fx = T(x)
-        _check_progress(info, fx, x)
-        x = (1 - beta) * x + beta * fx
-        if info.residual < tol:
-            info.converged = True
+        x_next = (1 - beta) * x + beta * fx
+        done = monitor.record(fx, x, x_next)
+        x = x_next
+        if done is not None:
+            x = done
             break
+    else:
+        done = monitor.flush()
+        x = x if done is None else done
     _finish(info, tol, strict)
     return x, info
 
 
 def picard(T: FixedPointMap, x0: torch.Tensor, tol: float = 1e-3, max_iter: int = 50,
-           strict: bool = False) -> tuple[torch.Tensor, SolverInfo]:
+           strict: bool = False, check_every: int | None = None) -> tuple[torch.Tensor, SolverInfo]:
     """Plain fixed-point iteration ``x ← T(x)``."""
-    return krasnoselskii_mann(T, x0, tol, max_iter, beta=1.0, strict=strict)
+    return krasnoselskii_mann(T, x0, tol, max_iter, beta=1.0, strict=strict, check_every=check_every)
 
 
 def anderson_weights(G: torch.Tensor, lam: float = 1e-4) -> torch.Tensor:
@@ -147,14 +199,16 @@ def anderson_weights(G: torch.Tensor, lam: float = 1e-4) -> torch.Tensor:
     gram = G.transpose(1, 2) @ G
     scale = gram.diagonal(dim1=1, dim2=2).mean(-1, keepdim=True).clamp(min=1e-30)[..., None]
     eye = torch.eye(n, dtype=G.dtype, device=G.device)
-    w = torch.linalg.solve(gram / scale + lam * eye, torch.ones(G.shape[0], n, 1, dtype=G.dtype, device=G.device))
+    # solve_ex: no error check, which would read a flag back to the host (λI keeps the system regular)
+    w, _ = torch.linalg.solve_ex(gram / scale + lam * eye, torch.ones(G.shape[0], n, 1, dtype=G.dtype, device=G.device))
     return w / w.sum(dim=1, keepdim=True)
 
 
 @torch.no_grad()
 def anderson(T: FixedPointMap, x0: torch.Tensor, tol: float = 1e-3, max_iter: int = 50, m: int = 5,
-             beta: float = 1.0, lam: float = 1e-4, strict: bool = False) -> tuple[torch.Tensor, SolverInfo]:
-    """Anderson acceleration with memory ``m`` (see the module docstring).
+             beta: float = 1.0, lam: float = 1e-4, strict: bool = False,
+             check_every: int | None = None) -> tuple[torch.Tensor, SolverInfo]:
+    """Anderson acceleration with memory ``m`` (see the module docstring; ``check_every`` there too).
 
     Example:
         >>> A = torch.tensor([[0.9, 0.3], [-0.2, 0.8]], dtype=torch.float64)  # x ↦ A x + b contracts
@@ -168,15 +222,15 @@ def anderson(T: FixedPointMap, x0: torch.Tensor, tol: float = 1e-3, max_iter: in
     if m < 1:
         raise ValueError(f"the Anderson memory m must be ≥ 1, got {m}.")
     info = SolverInfo("anderson")
+    monitor = Monitor(info, tol, check_every, x0.device)
     B = x0.shape[0]
     xs, fs = [], []  # the last m iterates and their images, flattened (B, d)
     x = x0
     for _ in range(max_iter):
         fx = T(x)
-        _check_progress(info, fx, x)
-        if info.residual < tol:
-            info.converged = True
-            x = fx
+        done = monitor.record(fx, x, fx)  # converged at this iteration: the answer is T(x)
+        if done is not None:
+            x = done
             break
         xs.append(x.reshape(B, -1))
         fs.append(fx.reshape(B, -1))
@@ -184,6 +238,9 @@ def anderson(T: FixedPointMap, x0: torch.Tensor, tol: float = 1e-3, max_iter: in
         X, F = torch.stack(xs, -1), torch.stack(fs, -1)  # (B, d, n)
         alpha = anderson_weights(F - X, lam)  # (B, n, 1)
         x = (beta * (F @ alpha) + (1 - beta) * (X @ alpha)).reshape(x0.shape)
+    else:
+        done = monitor.flush()
+        x = x if done is None else done
     _finish(info, tol, strict)
     return x, info
 
