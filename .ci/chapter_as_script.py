@@ -128,8 +128,11 @@ def on_alarm(signum, frame):
 
 def run(notebook: Path, limit: float | None = None) -> dict:
     """Execute ``notebook``'s code cells in its folder, stopping past ``limit`` seconds; the record
-    described in the module docstring."""
-    os.environ.setdefault("MPLBACKEND", "Agg")
+    described in the module docstring. Call it in a fresh process (``main``): it installs stand-in modules
+    and switches matplotlib to ``Agg``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
     stubbed = install_stand_ins()
     cells = code_cells(notebook)
     namespace = {"__name__": "__main__"}

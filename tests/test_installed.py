@@ -68,7 +68,8 @@ def test_every_notebook_runs_from_the_installed_wheel(tmp_path, request):
     assert importable(python, run) == "", "the fresh environment must not see deblur_edu before the setup cells"
 
     cached_list = tmp_path / "cached.json"
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    # the kernels draw inline figures for the book: no MPLBACKEND from this process
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "MPLBACKEND")}
     env.update(DEBLUR_EDU_INSTALL=str(wheel), DEBLUR_EDU_MODE="quick", PATH=f"{python.parent}:{env['PATH']}",
                DEBLUR_EDU_BOOK_CACHE=str(ROOT / "book" / "_build" / ".jupyter_cache"),
                DEBLUR_EDU_CACHED_LIST=str(cached_list))
