@@ -118,8 +118,9 @@ def peak_memory() -> dict:
     return {"cuda_peak_mb": cuda, "rss_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-class OutOfTime(Exception):
-    """Raised by the alarm when the chapter runs past its limit."""
+class OutOfTime(BaseException):
+    """Raised by the alarm when the chapter runs past its limit (not an ``Exception``: a chapter's own
+    ``except Exception`` must not swallow it)."""
 
 
 def on_alarm(signum, frame):
@@ -141,8 +142,8 @@ def run(notebook: Path, limit: float | None = None) -> dict:
     here = Path.cwd()
     os.chdir(notebook.parent)
     started = time.perf_counter()
+    previous_handler = signal.signal(signal.SIGALRM, on_alarm)
     if limit:
-        signal.signal(signal.SIGALRM, on_alarm)
         signal.setitimer(signal.ITIMER_REAL, limit)
     try:
         for i, source in enumerate(cells):
@@ -160,6 +161,7 @@ def run(notebook: Path, limit: float | None = None) -> dict:
                       traceback=traceback.format_exc(limit=-3))
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous_handler)
         os.chdir(here)
     record.update(seconds=round(time.perf_counter() - started, 2),
                   slowest_cells=[{"cell": i, "seconds": round(t, 2)} for t, i in sorted(times, reverse=True)[:3]],

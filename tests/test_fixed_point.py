@@ -159,3 +159,27 @@ def test_conjugate_gradient_solves_an_spd_system():
     b = torch.randn(2, 20, generator=g, dtype=torch.float64)
     u, info = conjugate_gradient(lambda v: v @ S, b, tol=1e-12, max_iter=100)
     assert info.converged and torch.allclose(u @ S, b, atol=1e-9)
+
+
+def test_a_map_that_refuses_a_nan_input_still_reports_the_nan_iterate_first():
+    """With checks every 3 iterations the map sees the NaN iterate before a check does; the solver
+    reports the NaN (at its iteration), not the map's own complaint."""
+    def T(x):
+        if not torch.isfinite(x).all():
+            raise ValueError("the map's own input check")
+        return x * float("nan")
+
+    for k in (1, 3):
+        with pytest.raises(FixedPointError, match="after 1 iterations"):
+            picard(T, torch.ones(1, 3), check_every=k)
+        with pytest.raises(FixedPointError, match="after 1 iterations"):
+            anderson(T, torch.ones(1, 3), check_every=k)
+
+
+def test_a_divergence_found_at_a_later_check_is_reported_as_with_every_check():
+    reports = []
+    for k in (1, 4):
+        with pytest.raises(FixedPointError, match="not a contraction") as err:
+            anderson(lambda x: 3.0 * x + 1.0, torch.ones(2, 5, dtype=torch.float64), max_iter=200, m=1, check_every=k)
+        reports.append((str(err.value), err.value.info.iterations))
+    assert reports[0] == reports[1]

@@ -5,6 +5,7 @@ nbclient, ipykernel, ipywidgets (nor IPython): the script must run to the end th
 a virtual environment built without those packages, on this CPU, where its CUDA parts skip.
 """
 
+import argparse
 import importlib.util
 import json
 import os
@@ -89,7 +90,8 @@ def test_the_runner_skips_shell_lines_and_records_errors_with_their_cell(tmp_pat
 
 def test_the_runner_stops_a_chapter_past_its_limit(tmp_path):
     runner = load_runner()
-    nb = notebook(tmp_path / "nb.ipynb", "x = 0", "import time\nwhile True:\n    time.sleep(0.01)")
+    looping = "import time\nwhile True:\n    try:\n        time.sleep(0.01)\n    except Exception:\n        pass"
+    nb = notebook(tmp_path / "nb.ipynb", "x = 0", looping)  # a chapter's own `except Exception` cannot swallow it
     record = runner.run(nb, limit=0.5)
     assert record["status"] == "timeout" and record["error_cell"] == 1 and record["seconds"] < 5
 
@@ -145,5 +147,12 @@ def test_a_folder_that_is_no_gpu_run_is_refused_by_name(tmp_path):
 def test_training_throughput_runs_the_training_loop(tmp_path):
     row = train_throughput.measure("rgdn", "tiny", batch=2, patch=24, steps=1, device=torch.device("cpu"))
     assert row["measured_steps"] == 1 and row["steps_per_second"] > 0 and row["batch"] == 2 and row["patch"] == 24
-    with pytest.raises(ValueError, match="MODEL:PRESET"):
+    with pytest.raises(argparse.ArgumentTypeError, match="MODEL:PRESET"):
         train_throughput.parse_runs("rgdn-denoiser-full")
+
+
+def test_a_run_without_its_commit_is_not_shown(tmp_path):
+    (tmp_path / "gpu-check.json").write_text(json.dumps({"environment": {"commit": "", "device": "cuda", "torch": "x",
+                                                                         "date": "2027-01-01"}, "parts": []}))
+    with pytest.raises(ValueError, match="GIT_COMMIT"):
+        gpu_report.render(tmp_path)

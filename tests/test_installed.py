@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,11 @@ def importable(python: Path, cwd: Path) -> str:
 @pytest.mark.slow
 def test_every_notebook_runs_from_the_installed_wheel(tmp_path, request):
     wheel = build_wheel(tmp_path)
+    with zipfile.ZipFile(wheel) as z:  # every measurement the chapters may read ships (the README's figure need not)
+        shipped = {n.split("deblur_edu/benchmarks/", 1)[1] for n in z.namelist() if "deblur_edu/benchmarks/" in n}
+    measured = {p.relative_to(ROOT / "benchmarks").as_posix() for p in (ROOT / "benchmarks").rglob("*")
+                if p.is_file() and p.suffix != ".png"}
+    assert shipped == measured, f"not in the wheel: {sorted(measured - shipped)}; extra: {sorted(shipped - measured)}"
     python = fresh_environment(tmp_path)
     run = tmp_path / "run"
     for d in NOTEBOOK_DIRS:
@@ -70,19 +76,22 @@ def test_every_notebook_runs_from_the_installed_wheel(tmp_path, request):
     cached_list = tmp_path / "cached.json"
     # the kernels draw inline figures for the book: no MPLBACKEND from this process
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "MPLBACKEND")}
+    # the kernels are this environment's Python (--nbval-current-env), with no user kernelspec or IPython profile
+    env.update(JUPYTER_PATH=str(tmp_path / "jupyter"), JUPYTER_DATA_DIR=str(tmp_path / "jupyter"),
+               IPYTHONDIR=str(tmp_path / "ipython"))
     env.update(DEBLUR_EDU_INSTALL=str(wheel), DEBLUR_EDU_MODE="quick", PATH=f"{python.parent}:{env['PATH']}",
                DEBLUR_EDU_BOOK_CACHE=str(ROOT / "book" / "_build" / ".jupyter_cache"),
                DEBLUR_EDU_CACHED_LIST=str(cached_list))
-    proc = subprocess.run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+    proc = subprocess.run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax", "--nbval-current-env",
                            "--rootdir", str(run), *NOTEBOOK_DIRS],
                           cwd=run, env=env, capture_output=True, text=True, timeout=3000)
-    print(proc.stdout[proc.stdout.find("notebook times"):][:3000])  # the time each notebook took
     assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-3000:]
+    assert "notebook times" in proc.stdout, proc.stdout[-3000:]
+    print(proc.stdout[proc.stdout.find("notebook times"):][:3000])  # the time each notebook took
     installed = importable(python, run)
     assert installed.startswith(str(python.parents[1])), f"deblur_edu came from {installed!r}, not the wheel"
     notebooks = sum(len(list((ROOT / d).glob("*.ipynb"))) for d in NOTEBOOK_DIRS)
-    times = proc.stdout[proc.stdout.find("notebook times"):]
-    assert "notebook times" in proc.stdout and times.count(".ipynb") == notebooks
+    assert proc.stdout[proc.stdout.find("notebook times"):].count(".ipynb") == notebooks
     request.config.cached_chapters = set(json.loads(cached_list.read_text())) if cached_list.is_file() else set()
 
 
@@ -96,6 +105,7 @@ def test_the_shipped_results_are_the_repositorys_and_a_missing_one_is_named():
 
 
 def test_no_notebook_reads_a_path_of_the_repository():
+    """A quick first line of defence (strings only); the installed-wheel run above is the real guard."""
     for d in NOTEBOOK_DIRS:
         for nb in sorted((ROOT / d).glob("*.ipynb")):
             code = "\n".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code")

@@ -69,9 +69,10 @@ def blind_kernels() -> list[torch.Tensor]:
     """The ``blind`` split's 8 camera shakes: side ``BLIND_KERNEL_SIZES[j]``, path spanning
     U(0.3, 0.9)·(side − 2) px (:func:`~deblur_edu.kernels.camera_shake`), seed ``BLIND_KERNEL_SEED + j``.
 
-    The blind training recipe draws its shakes from the same random-walk model on a 31-px grid
-    with spans U(0.15, 0.95)·29 px (:class:`~deblur_edu.synthesis.BlurSynthesis`), which covers
-    these spans (3 to 26 px), from seeds derived from the training step: never these.
+    The blind training recipe draws its shakes from the same random-walk model on a 31-px grid,
+    with spans U(0.15, 0.95)·29 = 4.4 to 27.6 px (:class:`~deblur_edu.synthesis.BlurSynthesis`).
+    These spans run from 3.3 px (the 13-px kernel's shortest) to 26 px: all but the shortest lie in
+    the training range. Training draws them from each step's own generator, not from these seeds.
 
     Example:
         >>> [k.shape[-1] for k in blind_kernels()]
@@ -90,6 +91,7 @@ def split_kernels(split: str, data_dir: str | Path | None = None) -> list[torch.
     return levin09(data_dir)
 
 
+#: what ``Benchmark.data`` names as the kernels' source, per split (Levin's otherwise)
 KERNEL_SOURCES = {"tune": "tune-shakes", "blind": "blind-shakes"}
 
 

@@ -33,6 +33,9 @@ def provenance(folder: Path) -> dict:
     run = read_json(folder, "gpu-check.json")
     if run is not None:
         env = run["environment"]
+        if not env.get("commit"):
+            raise ValueError(f"{folder}/gpu-check.json names no commit: a run made without .git must be given "
+                             f"GIT_COMMIT (see .ci/gpu-check); results of an unknown commit are not shown.")
         return {"commit": env["commit"][:7], "device": env.get("gpu") or env["device"], "torch": env["torch"],
                 "date": env["date"][:10], "source": "`.ci/gpu-check` (`gpu-check.json`)"}
     notes = folder / "provenance.md"
@@ -150,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         text = render(args.folder)
     except (OSError, ValueError) as err:
         p.error(str(err))
+    except KeyError as err:  # a file of the run lacks a field the page shows
+        p.error(f"a file in {args.folder} lacks the field {err}: was it written by the commands gpu-check runs?")
     if args.write:
         replace_block(args.write, BLOCK, text)
         print(f"wrote the {BLOCK} block of {args.write}")

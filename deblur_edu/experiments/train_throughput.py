@@ -41,10 +41,10 @@ def parse_runs(text: str) -> list[tuple[str, str]]:
     for item in filter(None, (part.strip() for part in text.split(","))):
         model, sep, preset = item.partition(":")
         if not sep or not model or not preset:
-            raise ValueError(f"--runs takes MODEL:PRESET pairs separated by commas (e.g. {DEFAULT_RUNS}); got {item!r}.")
+            raise argparse.ArgumentTypeError(f"--runs takes MODEL:PRESET pairs separated by commas (e.g. {DEFAULT_RUNS}); got {item!r}.")
         runs.append((model, preset))
     if not runs:
-        raise ValueError(f"--runs names no run; e.g. {DEFAULT_RUNS}.")
+        raise argparse.ArgumentTypeError(f"--runs names no run; e.g. {DEFAULT_RUNS}.")
     return runs
 
 

@@ -103,7 +103,9 @@ class Monitor:
 
     ``record(fx, x, out)`` notes the iteration ``x → fx`` whose result is ``out``; it returns the
     result of the first iteration below ``tol`` once a check has seen it, else None. ``flush()``
-    checks what is pending (at the end of the iterations)."""
+    checks what is pending: at the end of the iterations, and before an error of the map itself
+    propagates (an iterate gone NaN is then reported as such, at its iteration, as when checking
+    every iteration)."""
 
     def __init__(self, info: SolverInfo, tol: float, check_every: int | None, device: torch.device):
         if check_every is None:
@@ -115,9 +117,9 @@ class Monitor:
         self.outs: list[torch.Tensor] = []
 
     def record(self, fx: torch.Tensor, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor | None:
-        diff = (fx - x).flatten(1).pow(2).sum(1).sqrt()
-        residual = diff / fx.flatten(1).pow(2).sum(1).sqrt().clamp(min=1e-12)
-        self.values.append(torch.stack([residual.max(), diff.max(), torch.isfinite(fx).all().to(diff.dtype)]))
+        step = (fx - x).flatten(1).pow(2).sum(1).sqrt().max()
+        finite = torch.isfinite(fx).all().to(step.dtype)
+        self.values.append(torch.stack([relative_residual(fx, x).max(), step, finite]))
         self.outs.append(out)
         return self.flush() if len(self.values) == self.check_every else None
 
@@ -133,6 +135,14 @@ class Monitor:
                 self.info.converged = True
                 return out
         return None
+
+    def apply(self, T: FixedPointMap, x: torch.Tensor) -> torch.Tensor:
+        """``T(x)``; if ``T`` raises, the pending iterations are checked first (see above)."""
+        try:
+            return T(x)
+        except Exception:
+            self.flush()
+            raise
 
 
 def _finish(info: SolverInfo, tol: float, strict: bool) -> None:
@@ -169,16 +179,16 @@ def krasnoselskii_mann(T: FixedPointMap, x0: torch.Tensor, tol: float = 1e-3, ma
     monitor = Monitor(info, tol, check_every, x0.device)
     x = x0
     for _ in range(max_iter):
-        fx = T(x)
+        fx = monitor.apply(T, x)
         x_next = (1 - beta) * x + beta * fx
-        done = monitor.record(fx, x, x_next)
+        converged_x = monitor.record(fx, x, x_next)
         x = x_next
-        if done is not None:
-            x = done
+        if converged_x is not None:
+            x = converged_x
             break
     else:
-        done = monitor.flush()
-        x = x if done is None else done
+        converged_x = monitor.flush()
+        x = x if converged_x is None else converged_x
     _finish(info, tol, strict)
     return x, info
 
@@ -221,16 +231,18 @@ def anderson(T: FixedPointMap, x0: torch.Tensor, tol: float = 1e-3, max_iter: in
     _check_args(tol, max_iter)
     if m < 1:
         raise ValueError(f"the Anderson memory m must be ≥ 1, got {m}.")
+    if not lam > 0:
+        raise ValueError(f"lam must be > 0 (it keeps Anderson's small linear system regular), got {lam}.")
     info = SolverInfo("anderson")
     monitor = Monitor(info, tol, check_every, x0.device)
     B = x0.shape[0]
     xs, fs = [], []  # the last m iterates and their images, flattened (B, d)
     x = x0
     for _ in range(max_iter):
-        fx = T(x)
-        done = monitor.record(fx, x, fx)  # converged at this iteration: the answer is T(x)
-        if done is not None:
-            x = done
+        fx = monitor.apply(T, x)
+        converged_x = monitor.record(fx, x, fx)  # converged at this iteration: the answer is T(x)
+        if converged_x is not None:
+            x = converged_x
             break
         xs.append(x.reshape(B, -1))
         fs.append(fx.reshape(B, -1))
@@ -239,8 +251,8 @@ def anderson(T: FixedPointMap, x0: torch.Tensor, tol: float = 1e-3, max_iter: in
         alpha = anderson_weights(F - X, lam)  # (B, n, 1)
         x = (beta * (F @ alpha) + (1 - beta) * (X @ alpha)).reshape(x0.shape)
     else:
-        done = monitor.flush()
-        x = x if done is None else done
+        converged_x = monitor.flush()
+        x = x if converged_x is None else converged_x
     _finish(info, tol, strict)
     return x, info
 
