@@ -3,6 +3,8 @@ last, after ``tests/test_installed.py`` has run every notebook once (nbval, from
 and handed the executed chapters to the book build (``tests/notebook_cache_plugin.py``)."""
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -55,6 +57,26 @@ def cli_error(capsys):
         return err.strip().splitlines()[-1]
 
     return run
+
+
+def borrowed_environment(folder: Path, without: tuple[str, ...]) -> Path:
+    """A virtual environment in ``folder`` holding this one's packages (linked: no download) except those whose
+    names start with one of ``without`` (lower case); returns its python."""
+    venv = folder / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    (site,) = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir() and sys.prefix in p]
+    target = next((venv / "lib").glob("python*/site-packages"))
+    for entry in Path(site).iterdir():
+        if not entry.name.lower().startswith(without):
+            (target / entry.name).symlink_to(entry)
+    return venv / "bin" / "python"
+
+
+@pytest.fixture(scope="session")
+def make_environment():
+    """``make_environment(folder, without)``: :func:`borrowed_environment` (a GPU machine's environment without
+    Jupyter; a fresh one without deblur_edu)."""
+    return borrowed_environment
 
 
 def pytest_configure(config):

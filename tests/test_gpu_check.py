@@ -35,16 +35,9 @@ def notebook(path: Path, *cells: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def gpu_machine_python(tmp_path_factory) -> Path:
+def gpu_machine_python(tmp_path_factory, make_environment) -> Path:
     """A virtual environment holding this one's packages except those a GPU machine lacks."""
-    venv = tmp_path_factory.mktemp("gpu-machine") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    (site,) = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir() and sys.prefix in p]
-    target = next((venv / "lib").glob("python*/site-packages"))
-    for entry in Path(site).iterdir():
-        if not entry.name.lower().startswith(MISSING_ON_GPU_MACHINES):
-            (target / entry.name).symlink_to(entry)
-    return venv / "bin" / "python"
+    return make_environment(tmp_path_factory.mktemp("gpu-machine"), MISSING_ON_GPU_MACHINES)
 
 
 def test_the_environment_is_a_gpu_machines(gpu_machine_python):

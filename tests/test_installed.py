@@ -37,18 +37,6 @@ def build_wheel(folder: Path) -> Path:
     return wheel
 
 
-def fresh_environment(folder: Path) -> Path:
-    """A virtual environment with this one's packages (no download) except deblur_edu; its python."""
-    venv = folder / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    (site,) = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir() and sys.prefix in p]
-    target = next((venv / "lib").glob("python*/site-packages"))
-    for entry in Path(site).iterdir():
-        if not entry.name.lower().startswith(NOT_BORROWED):
-            (target / entry.name).symlink_to(entry)
-    return venv / "bin" / "python"
-
-
 def importable(python: Path, cwd: Path) -> str:
     probe = "import importlib.util as u; s = u.find_spec('deblur_edu'); print(s.origin if s else '')"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -57,14 +45,14 @@ def importable(python: Path, cwd: Path) -> str:
 
 
 @pytest.mark.slow
-def test_every_notebook_runs_from_the_installed_wheel(tmp_path, request):
+def test_every_notebook_runs_from_the_installed_wheel(tmp_path, request, make_environment):
     wheel = build_wheel(tmp_path)
     with zipfile.ZipFile(wheel) as z:  # every measurement the chapters may read ships (the README's figure need not)
         shipped = {n.split("deblur_edu/benchmarks/", 1)[1] for n in z.namelist() if "deblur_edu/benchmarks/" in n}
     measured = {p.relative_to(ROOT / "benchmarks").as_posix() for p in (ROOT / "benchmarks").rglob("*")
                 if p.is_file() and p.suffix != ".png"}
     assert shipped == measured, f"not in the wheel: {sorted(measured - shipped)}; extra: {sorted(shipped - measured)}"
-    python = fresh_environment(tmp_path)
+    python = make_environment(tmp_path, NOT_BORROWED)  # the dependencies, not deblur_edu
     run = tmp_path / "run"
     for d in NOTEBOOK_DIRS:
         (run / d).mkdir(parents=True)

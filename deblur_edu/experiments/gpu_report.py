@@ -74,6 +74,12 @@ def reversible_rows(folder: Path) -> list[dict] | None:
     return [{"columns": int(c), "reversible": float(r), "plain": float(p), "ratio": float(q)} for c, r, p, q in rows]
 
 
+def table(title: str, header: str, align: str, rows: list[str]) -> list[str]:
+    """A titled markdown table (``header`` ``"| a | b |"``, ``align`` its separator line such as
+    ``"|---|---:|"``, ``rows`` the body lines), then a blank line."""
+    return [title, "", header, align, *rows, ""]
+
+
 def deq_cost_section(cost: dict) -> list[str]:
     model = cost["settings"].get("model", {})
     form = model.get("form", "?")
@@ -114,31 +120,31 @@ def render(folder: Path) -> str:
         lines += deq_cost_section(cost) + [""]
     rows = reversible_rows(folder)
     if rows:
-        lines += ["**Reversible decoders** (chapter 6's `ch6_reversible_cost`): peak training memory (MB)", "",
-                  "| sub-decoders | reversible | plain | ratio |", "|---:|---:|---:|---:|"]
-        lines += [f"| {r['columns']} | {r['reversible']:.1f} | {r['plain']:.1f} | {r['ratio']:.2f} |" for r in rows]
-        lines.append("")
+        lines += table("**Reversible decoders** (chapter 6's `ch6_reversible_cost`): peak training memory (MB)",
+                       "| sub-decoders | reversible | plain | ratio |", "|---:|---:|---:|---:|",
+                       [f"| {r['columns']} | {r['reversible']:.1f} | {r['plain']:.1f} | {r['ratio']:.2f} |"
+                        for r in rows])
     throughput = read_json(folder, "throughput-cuda.json")
     if throughput is not None:
-        lines += ["**Training throughput** (`train_throughput`, the training loop as it trains):", "",
-                  "| model:preset | batch | patch | steps/s |", "|---|---:|---:|---:|"]
-        lines += [f"| {r['model']}:{r['preset']} | {r['batch']} | {r['patch']}² | {r['steps_per_second']:.2f} |"
-                  for r in throughput["rows"]]
-        lines.append("")
+        lines += table("**Training throughput** (`train_throughput`, the training loop as it trains):",
+                       "| model:preset | batch | patch | steps/s |", "|---|---:|---:|---:|",
+                       [f"| {r['model']}:{r['preset']} | {r['batch']} | {r['patch']}² | {r['steps_per_second']:.2f} |"
+                        for r in throughput["rows"]])
     bench = read_json(folder, "bench-cuda.json")
     if bench is not None:
-        lines += ["**The benchmark on CUDA** (valid boundary, `bench-cuda.json`): PSNR (dB) and seconds per image", "",
-                  "| method | σ | PSNR | s/image |", "|---|---:|---:|---:|"]
-        lines += [f"| {r['method']} | {r['sigma']} | {r['psnr']:.2f} | {r['seconds_per_image']:.4f} |"
-                  for r in bench["results"]]
-        lines.append("")
+        lines += table("**The benchmark on CUDA** (valid boundary, `bench-cuda.json`): PSNR (dB) and seconds "
+                       "per image",
+                       "| method | σ | PSNR | s/image |", "|---|---:|---:|---:|",
+                       [f"| {r['method']} | {r['sigma']} | {r['psnr']:.2f} | {r['seconds_per_image']:.4f} |"
+                        for r in bench["results"]])
     chapters = read_json(folder, "chapters.json")
     if chapters:
-        lines += ["**The chapters in full mode as plain Python** (`chapters.json`; each stopped at the run's limit if "
-                  "still running):", "", "| chapter | status | seconds | peak CUDA MB |", "|---|---|---:|---:|"]
-        lines += [f"| {c['notebook']} | {c['status']} | {c['seconds']:.1f} | "
-                  f"{'—' if c['cuda_peak_mb'] is None else format(c['cuda_peak_mb'], ',.0f')} |" for c in chapters]
-        lines.append("")
+        lines += table("**The chapters in full mode as plain Python** (`chapters.json`; each stopped at the run's "
+                       "limit if still running):",
+                       "| chapter | status | seconds | peak CUDA MB |", "|---|---|---:|---:|",
+                       [f"| {c['notebook']} | {c['status']} | {c['seconds']:.1f} | "
+                        f"{'—' if c['cuda_peak_mb'] is None else format(c['cuda_peak_mb'], ',.0f')} |"
+                        for c in chapters])
     return "\n".join(lines).rstrip() + "\n"
 
 
