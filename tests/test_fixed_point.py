@@ -84,7 +84,7 @@ def test_strict_non_convergence_is_an_error():
 
 
 @pytest.mark.parametrize("kwargs, match", [(dict(tol=0.0), "tol"), (dict(max_iter=0), "max_iter"),
-                                           (dict(m=0), "memory")])
+                                           (dict(m=0), "memory"), (dict(lam=0.0), "lam must be > 0")])
 def test_bad_solver_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         anderson(lambda x: x, torch.ones(1, 2), **kwargs)
