@@ -15,7 +15,7 @@ ifneq ($(wildcard ../shared/data),)
 export DEBLUR_EDU_DATA ?= $(abspath ../shared/data)
 endif
 
-.PHONY: setup assets book bench test tune rgdn-checkpoint denoiser-checkpoint deq-checkpoints reblur-checkpoints copy-runs adarevd-checkpoint compare clean
+.PHONY: setup assets book bench test tune rgdn-checkpoint denoiser-checkpoint deq-checkpoints reblur-checkpoints copy-runs adarevd-checkpoint blind-baseline compare clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -152,6 +152,14 @@ adarevd-checkpoint: setup
 	$(PY) -m deblur_edu.experiments.ch6_reversible_cost --json benchmarks/reversible_cost.json
 	$(PY) -m deblur_edu.experiments.ch6_adarevd_eval --threads 1 --json benchmarks/adarevd.json --readme README.md \
 	  --memory benchmarks/reversible_cost.json --record
+
+# the blind split: the classical blind baseline (kernel estimated from y) and chapter 5's blind U-Net against TV told
+# the kernel, then blind-tv into the comparison (on the test split, marked blind)
+blind-baseline: setup
+	$(PY) -m deblur_edu.bench --split blind --methods blurred,blind-tv,reblur-l1,tv --boundaries valid --sigmas 0.01 0.03 \
+	  --json benchmarks/blind.json --no-speed --readme README.md --readme-block blind
+	$(PY) -m deblur_edu.bench.compare --methods blind-tv --update --json benchmarks/comparison.json --readme README.md \
+	  --figure benchmarks/comparison.png
 
 # chapter 7 and the README: every method on the benchmark, one table (from the shipped checkpoints)
 compare: setup

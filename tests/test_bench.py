@@ -12,6 +12,7 @@ from deblur_edu.bench import report
 from deblur_edu.bench import run as bench
 from deblur_edu.bench.protocol import case_seed, load_benchmark, load_kernels
 from deblur_edu.kernels import motion
+from deblur_edu.physics import Blur
 from deblur_edu.bench.methods import METHODS, load_defaults, weight_at
 
 FIELDS = {"method", "boundary", "sigma", "psnr", "ssim", "blur_effect", "seconds_per_image", "cases", "warnings",
@@ -321,3 +322,16 @@ def test_non_blind_learned_methods_are_told_sigma_and_blind_ones_are_not(monkeyp
         methods.get_method(method).run(torch.rand(1, 1, 32, 32), motion(5, 0), 0.03, None, {})
     assert all(calls[names[m]] == (0.03,) for m in ("rgdn", "deq-jfb", "deq-implicit", "feedforward"))
     assert calls["reblur-cpu"] == ()
+
+
+def test_blind_methods_use_neither_the_kernel_nor_sigma():
+    """Item 5 of issue 24: a method marked blind gets the same answer whatever k and σ it is handed."""
+    from deblur_edu.bench import methods
+
+    blind = [name for name, m in METHODS.items() if m.blind]
+    assert {"blind-tv", "reblur-l1", "reblur", "reblur-tta", "adarevd"} <= set(blind)
+    assert not any(METHODS[n].blind for n in ("tv", "pnp", "rgdn", "deq-jfb"))
+    y = Blur(motion(7, 30), "valid")(torch.rand(1, 1, 72, 72))
+    first = methods.get_method("blind-tv").run(y, motion(5, 0), 0.01, None, {})
+    second = methods.get_method("blind-tv").run(y, motion(9, 90), 0.03, None, {})
+    assert torch.equal(first, second)

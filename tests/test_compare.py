@@ -157,3 +157,13 @@ def test_update_from_a_benchmark_run_takes_its_rows_without_running(tmp_path, da
     bench_file.write_text(json.dumps({"results": bench_rows, "environment": {**bench_env, "crop": 64}}))
     assert "was measured on" in cli_error(compare.main, argv)
     assert "add --update" in cli_error(compare.main, [a for a in argv if a != "--update"])
+
+
+@pytest.mark.skipif(not SHIPPED.is_file(), reason="make compare has not been run")
+def test_the_table_marks_the_blind_methods_apart():
+    """Item 5 of issue 24: a blind model is not listed as if it had been told the kernel."""
+    lines = compare.markdown(json.loads(SHIPPED.read_text())).splitlines()
+    rows = {line.split("`")[1]: line.split(" | ")[2] for line in lines if line.startswith("| `")}
+    assert rows["tv"] == rows["pnp"] == "k, σ"
+    assert rows["reblur-l1"] == rows["adarevd"] == "—"
+    assert "*given*" in lines[-1]

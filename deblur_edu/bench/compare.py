@@ -41,7 +41,7 @@ from .run import check_methods, evaluate
 COMPARED = {
     "blurred": 1, "inverse": 2, "wiener": 2, "wiener-taper": 2, "rl-30": 2, "tv-circular": 2, "tv": 2, "hyper-laplacian": 2,
     "pnp": 2, "rgdn": 3, "deq-jfb": 4, "deq-implicit": 4,
-    "reblur-l1": 5, "reblur-l1-ft": 5, "reblur": 5, "reblur-tta": 5, "adarevd": 6,
+    "blind-tv": 5, "reblur-l1": 5, "reblur-l1-ft": 5, "reblur": 5, "reblur-tta": 5, "adarevd": 6,
 }
 #: quick mode: fast methods of every chapter, one image, two kernels, small crops
 QUICK = ("blurred", "wiener-taper", "tv", "rgdn", "reblur-l1", "adarevd")
@@ -81,13 +81,19 @@ def describe(method: str) -> dict:
     return info
 
 
+def given(method: str) -> str:
+    """What a method is given besides y: ``k, σ`` (non-blind), or nothing (blind: it estimates them)."""
+    return "—" if get_method(method).blind else "k, σ"
+
+
 def markdown(out: dict) -> str:
-    """The comparison table: PSNR / SSIM per setting, blur effect, time, weights, training."""
+    """The comparison table: what each method is given, PSNR / SSIM per setting, blur effect, time,
+    weights, training. Blind methods are marked: they are told nothing but y, the rest k and σ."""
     cols = sorted({(r["boundary"], r["sigma"]) for r in out["results"]}, key=lambda c: (c[0] != "valid", c[1]))
     by = {(r["method"], r["boundary"], r["sigma"]): r for r in out["results"]}
-    lines = ["| method | ch. | " + " | ".join(f"{b} σ={s:g}" for b, s in cols)
+    lines = ["| method | ch. | given | " + " | ".join(f"{b} σ={s:g}" for b, s in cols)
              + " | blur effect ↓ | s / image | weights | training |",
-             "|---|---:|" + "---:|" * (len(cols) + 4)]
+             "|---|---:|:---:|" + "---:|" * (len(cols) + 4)]
     for info in out["methods"]:
         m = info["method"]
         rows = [by[(m, b, s)] for b, s in cols if (m, b, s) in by]
@@ -98,10 +104,13 @@ def markdown(out: dict) -> str:
         seconds = sum(r["seconds_per_image"] for r in rows) / len(rows)
         weights = f"{info['parameters']:,}" if "parameters" in info else "—"
         train = f"{info['training']['minutes']:.0f} min {info['training']['device']}" if "training" in info else "—"
-        lines.append(f"| `{m}` | {info['chapter']} | " + " | ".join(cells)
+        lines.append(f"| `{m}` | {info['chapter']} | {given(m)} | " + " | ".join(cells)
                      + f" | {blur:.3f} | {seconds:.3f} | {weights} | {train} |")
     env = out["environment"]
-    lines += ["", f"Mean PSNR (dB) / SSIM per setting; blur effect and seconds per image are means over the settings. "
+    lines += ["", "*given*: what a method receives besides y. The blind methods (—) estimate the kernel and the noise "
+                  "from y alone, a harder problem: compare them with each other, not with the methods given k "
+                  "(their own benchmark is `--split blind`). "
+                  f"Mean PSNR (dB) / SSIM per setting; blur effect and seconds per image are means over the settings. "
                   f"Split `{env['split']}`: images {', '.join(env['images'])} ({env['crop']}² crops) × {env['kernels']} "
                   f"kernels; {env['cpu']}, {env['torch_threads']} threads, torch {env['torch']}, {env['device']}; "
                   f"commit `{env['commit'][:10]}`."]

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..classical import hyper_laplacian, inverse_filter, richardson_lucy, tv_admm, wiener, wiener_padded
+from ..classical.blind_deconvolution import blind_tv
 from ..learned import adapt_at_test_time
 from ..learned.pnp import pnp_hqs
 from ..zoo import available, pretrained
@@ -62,6 +63,7 @@ class Method:
     grid: list[float] = field(default_factory=list)  # candidate weights for the tuner
     description: str = ""
     checkpoint: str | None = None  # learned methods: the shipped weights they need
+    blind: bool = False  # told nothing but y (the kernel and σ it is handed are not used)
 
     def available(self) -> bool:
         """False for a learned method whose shipped checkpoint is not there."""
@@ -117,6 +119,11 @@ TV_RHO_DATA = 0.1
 
 def _tv(y, k, sigma, lam, defaults):
     return tv_admm(y, k, lam=lam, rho=TV_RHO_RATIO * lam, rho_data=TV_RHO_DATA, iterations=TV_ITERATIONS)
+
+
+def _blind_tv(y, k, sigma, lam, defaults):
+    """Blind: the kernel and the noise level estimated from y alone (k and σ are not used)."""
+    return blind_tv(y)[0]
 
 
 def _hyper_laplacian(y, k, sigma, lam, defaults):
@@ -216,6 +223,9 @@ METHODS: dict[str, Method] = {
                lambda y, k, s, w, d: tv_admm(y, k, lam=w, rho=TV_RHO_RATIO * w, iterations=TV_ITERATIONS, boundary="circular"),
                "lam", _logspace(-4, -1.5, 16), "TV by ADMM, circular model"),
         Method("tv", _tv, "lam", _logspace(-4, -1.5, 16), "TV by ADMM, border-aware (Almeida & Figueiredo 2013)"),
+        Method("blind-tv", _blind_tv, None, [],
+               "blind, classical: kernel estimated from y by an L0 gradient prior, coarse to fine (Xu et al. 2013; "
+               "Pan et al. 2014), then border-aware TV; not told k or σ", blind=True),
         Method("hyper-laplacian", _hyper_laplacian, "lam", _logspace(-4, -2.5, 11),
                "|∇x|^(2/3) + ½|∇²x|^(2/3) prior, border-aware ADMM from the TV solution "
                "(Krishnan & Fergus 2009; Levin et al. 2007)"),
@@ -239,19 +249,19 @@ METHODS: dict[str, Method] = {
                checkpoint="feedforward-cpu"),
         Method("reblur-l1", _shipped("reblur-l1-cpu"), None, [],
                "blind U-Net deblurrer trained with L1 only (chapter 5), shipped checkpoint",
-               checkpoint="reblur-l1-cpu"),
+               checkpoint="reblur-l1-cpu", blind=True),
         Method("reblur-l1-ft", _shipped("reblur-l1-ft-cpu"), None, [],
                "the L1 U-Net fine-tuned 600 more steps with L1 alone: the control of reblur, shipped checkpoint",
-               checkpoint="reblur-l1-ft-cpu"),
+               checkpoint="reblur-l1-ft-cpu", blind=True),
         Method("reblur", _shipped("reblur-cpu"), None, [],
                "the L1 U-Net fine-tuned 600 steps with L1 + supervised reblurring loss (Nah et al. 2022), "
-               "a frozen reblurring module as critic, shipped checkpoint", checkpoint="reblur-cpu"),
+               "a frozen reblurring module as critic, shipped checkpoint", checkpoint="reblur-cpu", blind=True),
         Method("reblur-tta", _reblur_tta, None, [],
                "the L1 + reblur U-Net adapted per image by the self-supervised reblurring loss, shipped checkpoint",
-               checkpoint="reblur-cpu"),
+               checkpoint="reblur-cpu", blind=True),
         Method("adarevd", _shipped("adarevd-cpu"), None, [],
                "chapter 5's L1 U-Net encoder, frozen, with reversible sub-decoders (AdaRevD, Mao et al. 2024), "
-               "whole image through every sub-decoder, shipped checkpoint", checkpoint="adarevd-cpu"),
+               "whole image through every sub-decoder, shipped checkpoint", checkpoint="adarevd-cpu", blind=True),
     ]
 }
 

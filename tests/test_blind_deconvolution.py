@@ -1,0 +1,195 @@
+"""Classical blind deconvolution: each step's identity, the cleaning rules, the end-to-end
+estimate on an image it was not tuned on, and the errors."""
+
+import json
+
+import pytest
+import torch
+
+from deblur_edu.bench.methods import DEFAULTS_FILE
+from deblur_edu.classical.blind_deconvolution import (
+    TV_WEIGHT_AT,
+    blind_tv,
+    centre_kernel,
+    clean_kernel,
+    connected_components,
+    estimate_kernel,
+    estimate_noise_level,
+    kernel_least_squares,
+    kernel_support,
+    periodic_extension,
+    place_kernel,
+    pyramid_sizes,
+    tv_weight,
+)
+from deblur_edu.data import centre_crop, sample_image
+from deblur_edu.kernels import camera_shake, pad_to
+from deblur_edu.metrics import psnr
+from deblur_edu.physics import Blur, add_noise, fast_fft_size
+
+
+def test_place_kernel_and_kernel_support_are_adjoint():
+    g = torch.Generator().manual_seed(0)
+    k = torch.randn(3, 1, 7, 7, generator=g, dtype=torch.float64)
+    z = torch.randn(3, 1, 20, 24, generator=g, dtype=torch.float64)
+    lhs = (place_kernel(k, (20, 24)) * z).sum()
+    rhs = (k * kernel_support(z, 7)).sum()
+    assert torch.allclose(lhs, rhs)
+    assert torch.equal(kernel_support(place_kernel(k, (20, 24)), 7), k)
+
+
+def test_kernel_least_squares_recovers_the_kernel_from_the_sharp_image():
+    x = centre_crop(sample_image("camera"), 96).double()
+    k = pad_to(camera_shake(11, torch.Generator().manual_seed(3)), 15).double()
+    y = Blur(k, "circular")(x)
+    start = torch.zeros_like(k)
+    found = kernel_least_squares(x, y, start, gamma=1e-6, iterations=200)
+    assert float((found - k).abs().sum()) < 0.02
+
+
+def test_connected_components_labels_each_piece_once():
+    mask = torch.zeros(1, 1, 7, 7, dtype=torch.bool)
+    mask[..., 1, 1:4] = True
+    mask[..., 2, 4] = True  # touches the first piece diagonally: same piece
+    mask[..., 5, 5:7] = True
+    labels = connected_components(mask)
+    assert labels[..., 1, 1] == labels[..., 2, 4] != labels[..., 5, 5]
+    assert len(labels.unique()) == 3  # two pieces and the background
+    assert torch.equal(labels > 0, mask)
+
+
+def test_clean_kernel_drops_faint_entries_and_small_pieces():
+    k = torch.zeros(2, 1, 9, 9)
+    k[0, 0, 4, 2:7] = 1.0  # the shake
+    k[0, 0, 0, 0] = 0.4  # a small isolated piece: 0.4 / 5.4 of the mass
+    k[0, 0, 8, 8] = -0.5  # negative
+    k[0, 0, 6, 6] = 0.05  # below 10 % of the max
+    clean = clean_kernel(k, threshold=0.1, min_mass=0.1)
+    expected = torch.zeros(9, 9)
+    expected[4, 2:7] = 0.2
+    assert torch.allclose(clean[0, 0], expected)
+    # nothing left (the second kernel is all zeros): the identity, not a division by zero
+    assert clean[1, 0, 4, 4] == 1 and clean[1].sum() == 1
+
+
+def test_centre_kernel_moves_each_centre_of_mass_to_the_middle():
+    k = torch.zeros(2, 1, 11, 11)
+    k[0, 0, 1, 2:5] = 1 / 3  # centre of mass (1, 3)
+    k[1, 0, 7, 8] = 1.0  # (7, 8)
+    centred = centre_kernel(k)
+    assert centred[0, 0, 5, 4:7].sum() == 1 and centred[1, 0, 5, 5] == 1
+
+
+def test_pyramid_sizes_are_odd_and_rise_to_the_size():
+    sizes = pyramid_sizes(31)
+    assert sizes[-1] == 31 and sizes[0] >= 5
+    assert all(s % 2 == 1 for s in sizes) and sizes == sorted(set(sizes))
+    assert pyramid_sizes(5) == [5]
+
+
+def test_periodic_extension_wraps_without_a_jump():
+    x = centre_crop(sample_image("camera"), 100)
+    e = periodic_extension(x, 15)
+    assert e.shape[-2:] == (fast_fft_size(115), fast_fft_size(115))
+    assert torch.equal(e[..., :100, :100], x)
+    # wrapping around: the extension's last row sits next to the image's first
+    assert float((e[..., -1, :] - e[..., 0, :]).abs().max()) < float((x[..., -1, :] - x[..., 0, :]).abs().max()) / 5
+
+
+def test_estimate_noise_level_reads_the_noise_of_a_blurred_image():
+    x = centre_crop(sample_image("camera"), 192)
+    y = Blur(pad_to(camera_shake(13, torch.Generator().manual_seed(1)), 13), "circular")(x)
+    for sigma in (0.01, 0.03):
+        noisy = add_noise(y, sigma, torch.Generator().manual_seed(2))
+        assert abs(float(estimate_noise_level(noisy)) - sigma) < 0.25 * sigma  # what is left of the edges adds a little
+
+
+def test_tv_weight_joins_the_tuned_weights():
+    tuned = json.loads(DEFAULTS_FILE.read_text())
+    sigmas, lams = tuned["sigmas"], tuned["methods"]["tv"]["lam"]
+    assert dict(zip(sigmas, lams)) == pytest.approx(TV_WEIGHT_AT)
+    for sigma, lam in TV_WEIGHT_AT.items():
+        assert tv_weight(sigma) == pytest.approx(lam)
+    assert tv_weight(0.0) == tv_weight(0.003) < tv_weight(0.01)
+
+
+def shaken(seed: int = 5, size: int = 13):
+    """An image the estimator was not tuned on (scikit-image's camera), blurred by a seeded shake."""
+    scene = centre_crop(sample_image("camera"), 128 + size - 1)
+    k = camera_shake(size, torch.Generator().manual_seed(seed))
+    y = add_noise(Blur(k, "valid")(scene), 0.01, torch.Generator().manual_seed(seed))
+    return y, centre_crop(scene, 128), k
+
+
+def test_estimate_kernel_finds_the_shake_and_blind_tv_deblurs():
+    y, x, k = shaken()
+    x_hat, k_hat = blind_tv(y, size=17, iterations=6)
+    truth = centre_kernel(pad_to(k, 17))
+    assert k_hat.shape == (1, 1, 17, 17) and float(k_hat.min()) >= 0
+    assert float(k_hat.sum()) == pytest.approx(1, abs=1e-5)
+    assert float((k_hat - truth).abs().sum()) < 1.0  # 2 would be two kernels with nothing in common
+    assert float(psnr(x_hat.clamp(0, 1), x, crop=8)) > float(psnr(y, x, crop=8)) + 2
+
+
+def test_estimate_kernel_batched_equals_one_at_a_time():
+    y1, _, _ = shaken(5)
+    y2, _, _ = shaken(6)
+    both = estimate_kernel(torch.cat([y1, y2]), size=9, iterations=2)
+    assert torch.allclose(both[1:], estimate_kernel(y2, size=9, iterations=2), atol=1e-6)
+    assert both.dtype == y1.dtype
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"size": 8}, "odd number"),
+    ({"size": 31.0}, "must be an int"),
+    ({"size": 99}, "too small"),
+    ({"lam": 0.0}, "lam"),
+    ({"lam": 1e5}, "nothing to do"),
+    ({"lam_min": 0.1}, "must not exceed lam"),
+    ({"lam_decay": 0.5}, "lam_decay"),
+    ({"lam_decay": float("nan")}, "lam_decay"),
+    ({"threshold": 0.9}, "fraction"),
+    ({"min_mass": "0.1"}, "min_mass must be a number"),
+    ({"iterations": 0}, "iterations"),
+    ({"work_dtype": torch.float16}, "work_dtype"),
+])
+def test_estimate_kernel_rejects_bad_settings(kwargs, message):
+    y, _, _ = shaken()
+    with pytest.raises((ValueError, TypeError), match=message):
+        estimate_kernel(y, **kwargs)
+
+
+def test_estimate_kernel_wants_gray_images():
+    with pytest.raises(ValueError, match="gray"):
+        estimate_kernel(torch.rand(1, 3, 80, 80), size=9)
+
+
+def test_blind_tv_checks_its_own_settings_before_the_estimate_and_names_them(monkeypatch):
+    from deblur_edu.classical import blind_deconvolution
+
+    def never(*args, **kwargs):
+        raise AssertionError("the estimate ran before the settings were checked")
+
+    monkeypatch.setattr(blind_deconvolution, "estimate_kernel", never)
+    y, _, _ = shaken()
+    with pytest.raises(ValueError, match="tv_iterations"):
+        blind_tv(y, tv_iterations=0)
+    with pytest.raises(ValueError, match="tv_lam"):
+        blind_tv(y, tv_lam=-1.0)
+
+
+def test_the_estimate_is_not_tracked_by_autograd():
+    y, _, _ = shaken()
+    k = estimate_kernel(y.requires_grad_(), size=9, iterations=1)
+    assert not k.requires_grad
+
+
+@pytest.mark.parametrize("bad, message", [
+    (torch.zeros(64, 64), "4 dimensions"),
+    (torch.zeros(1, 1, 64, 64, dtype=torch.uint8), "float"),
+    (torch.full((1, 1, 8, 8), float("nan")), "NaN|finite"),
+    (torch.zeros(1, 1, 1, 64), "2×2"),
+])
+def test_estimate_noise_level_refuses_what_is_not_an_image(bad, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        estimate_noise_level(bad)
