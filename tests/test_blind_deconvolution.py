@@ -193,3 +193,15 @@ def test_the_estimate_is_not_tracked_by_autograd():
 def test_estimate_noise_level_refuses_what_is_not_an_image(bad, message):
     with pytest.raises((ValueError, TypeError), match=message):
         estimate_noise_level(bad)
+
+
+def test_the_defaults_are_the_best_settings_measured_on_the_tune_split():
+    """benchmarks/blind_settings.json (python -m deblur_edu.experiments.ch5_blind_settings): the defaults
+    against each one-at-a-time change, mean tune PSNR over both noise levels."""
+    from deblur_edu import results
+    from deblur_edu.experiments.ch5_blind_settings import VARIANTS
+
+    rows = results.load_json("blind_settings.json")["rows"]
+    assert [r["settings"] for r in rows] == VARIANTS and rows[0]["settings"] == {}
+    best = max(r["mean_psnr"] for r in rows)
+    assert rows[0]["mean_psnr"] >= best - 0.1, "a change beats the defaults: adopt it and rerun make blind-baseline"
