@@ -153,13 +153,16 @@ adarevd-checkpoint: setup
 	$(PY) -m deblur_edu.experiments.ch6_adarevd_eval --threads 1 --json benchmarks/adarevd.json --readme README.md \
 	  --memory benchmarks/reversible_cost.json --record
 
-# the blind split: the classical blind baseline (kernel estimated from y; its defaults against one-at-a-time changes
-# on the tune split first) and chapter 5's blind U-Net against TV told
-# the kernel, then blind-tv into the comparison (on the test split, marked blind)
+# the blind benchmarks: the kernel estimated from y (its defaults against one-at-a-time changes on the tune split
+# first), then TV (blind-tv, classical) or plug-and-play with the learned denoiser (blind-pnp), against chapter 5's
+# blind U-Net and TV told the kernel, every estimate aligned to the truth before scoring (--align); on the blind split
+# and on Levin x Set12; then blind-tv into the comparison (test split, not aligned, marked blind)
 blind-baseline: setup
 	$(PY) -m deblur_edu.experiments.ch5_blind_settings --json benchmarks/blind_settings.json
-	$(PY) -m deblur_edu.bench --split blind --methods blurred,blind-tv,reblur-l1,tv --boundaries valid --sigmas 0.01 0.03 \
-	  --json benchmarks/blind.json --no-speed --readme README.md --readme-block blind
+	$(PY) -m deblur_edu.bench --split blind --methods blurred,blind-tv,blind-pnp,reblur-l1,tv --boundaries valid \
+	  --sigmas 0.01 0.03 --align 4 --json benchmarks/blind.json --no-speed --readme README.md --readme-block blind
+	$(PY) -m deblur_edu.bench --split test --methods blurred,blind-tv,blind-pnp,reblur-l1,tv --boundaries valid \
+	  --sigmas 0.01 0.03 --align 4 --json benchmarks/blind_levin.json --no-speed --readme README.md --readme-block blind-levin
 	$(PY) -m deblur_edu.bench.compare --methods blind-tv --update --json benchmarks/comparison.json --readme README.md \
 	  --figure benchmarks/comparison.png
 

@@ -32,6 +32,22 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """An argparse type: a whole number ≥ 0 (a shift, an optional count).
+
+    Example:
+        >>> non_negative_int("0")
+        0
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number ≥ 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number ≥ 0, got {text!r}")
+    return value
+
+
 def noise_level(text: str) -> float:
     """An argparse type: a noise standard deviation, finite and ≥ 0 (``nan``/``inf`` refused).
 
@@ -70,6 +86,22 @@ def names(text: str) -> list[str]:
     if not items:
         raise argparse.ArgumentTypeError(f"names nothing: give comma-separated names, got {text!r}")
     return items
+
+
+def experiment_parser(module: str, doc: str | None, data: bool = True) -> argparse.ArgumentParser:
+    """The command line every measurement command starts from: ``--json OUT`` (write the results),
+    ``--device`` (cpu or cuda; default cuda if available) and, with ``data``, ``--data-dir``.
+
+    Example:
+        >>> experiment_parser("deblur_edu.experiments.ch5_blind_shift", "What a shift costs.").prog
+        'python -m deblur_edu.experiments.ch5_blind_shift'
+    """
+    p = argparse.ArgumentParser(prog=f"python -m {module}", description=(doc or "").strip().split("\n")[0])
+    p.add_argument("--json", default=None, help="write the results here")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    if data:
+        p.add_argument("--data-dir", default=None, help="data directory (default: $DEBLUR_EDU_DATA or the cache)")
+    return p
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from deblur_edu.physics import Blur
 from deblur_edu.bench.methods import METHODS, load_defaults, weight_at
 
 FIELDS = {"method", "boundary", "sigma", "psnr", "ssim", "blur_effect", "seconds_per_image", "cases", "warnings",
-          "first_warning"}
+          "first_warning", "align"}
 
 
 @pytest.fixture
@@ -329,9 +329,11 @@ def test_blind_methods_use_neither_the_kernel_nor_sigma():
     from deblur_edu.bench import methods
 
     blind = [name for name, m in METHODS.items() if m.blind]
-    assert {"blind-tv", "reblur-l1", "reblur", "reblur-tta", "adarevd"} <= set(blind)
+    assert {"blind-tv", "blind-pnp", "reblur-l1", "reblur", "reblur-tta", "adarevd"} <= set(blind)
     assert not any(METHODS[n].blind for n in ("tv", "pnp", "rgdn", "deq-jfb"))
     y = Blur(motion(7, 30), "valid")(torch.rand(1, 1, 72, 72))
-    first = methods.get_method("blind-tv").run(y, motion(5, 0), 0.01, None, {})
-    second = methods.get_method("blind-tv").run(y, motion(9, 90), 0.03, None, {})
-    assert torch.equal(first, second)
+    defaults = methods.load_defaults()
+    for name in ("blind-tv", "blind-pnp"):
+        first = methods.get_method(name)(y, motion(5, 0), 0.01, defaults)
+        second = methods.get_method(name)(y, motion(9, 90), 0.03, defaults)
+        assert torch.equal(first, second), name

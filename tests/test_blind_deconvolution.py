@@ -1,16 +1,14 @@
 """Classical blind deconvolution: each step's identity, the cleaning rules, the end-to-end
 estimate on an image it was not tuned on, and the errors."""
 
-import json
-
 import pytest
 import torch
 
-from deblur_edu.bench.methods import DEFAULTS_FILE
+from deblur_edu.bench.methods import get_method
 from deblur_edu.classical.blind_deconvolution import (
-    TV_WEIGHT_AT,
-    blind_tv,
+    blind_deconvolve,
     centre_kernel,
+    centre_of_mass,
     clean_kernel,
     connected_components,
     estimate_kernel,
@@ -20,7 +18,7 @@ from deblur_edu.classical.blind_deconvolution import (
     periodic_extension,
     place_kernel,
     pyramid_sizes,
-    tv_weight,
+    shift_by_fraction,
 )
 from deblur_edu.data import centre_crop, sample_image
 from deblur_edu.kernels import camera_shake, pad_to
@@ -80,6 +78,39 @@ def test_centre_kernel_moves_each_centre_of_mass_to_the_middle():
     assert centred[0, 0, 5, 4:7].sum() == 1 and centred[1, 0, 5, 5] == 1
 
 
+def test_centre_kernel_also_moves_the_fraction_of_a_pixel():
+    g = torch.Generator().manual_seed(0)
+    k = torch.zeros(3, 1, 15, 15, dtype=torch.float64)
+    k[..., 2:8, 3:9] = torch.rand(3, 1, 6, 6, generator=g, dtype=torch.float64) ** 4  # off centre, by fractions
+    k = k / k.sum(dim=(-2, -1), keepdim=True)
+    assert float(centre_of_mass(k, -2).abs().min()) > 1
+    centred = centre_kernel(k)
+    for dim in (-2, -1):
+        assert torch.allclose(centre_of_mass(centred, dim), torch.zeros(3, 1, dtype=torch.float64), atol=1e-12)
+    assert float(centred.min()) >= 0 and torch.allclose(centred.sum(dim=(-2, -1)), torch.ones(3, 1, dtype=torch.float64))
+    # a kernel that reaches its support's edge wraps around: still non-negative, still summing to 1
+    edge = torch.zeros(1, 1, 9, 9, dtype=torch.float64)
+    edge[0, 0, 0, :] = 1 / 9
+    edge[0, 0, 8, 7] = 0.5
+    edge = edge / edge.sum()
+    moved = centre_kernel(edge)
+    assert float(moved.min()) >= 0 and float(moved.sum()) == pytest.approx(1)
+    # channels are kernels too: each is centred on its own
+    two = centre_kernel(k[:2].reshape(1, 2, 15, 15))
+    assert torch.allclose(two.reshape(2, 1, 15, 15), centred[:2])
+
+
+def test_shift_by_fraction_moves_the_centre_of_mass_by_exactly_minus_f():
+    k = torch.zeros(2, 1, 9, 9, dtype=torch.float64)
+    k[0, 0, 4, 3:6] = 1 / 3
+    k[1, 0, 2:5, 4] = 1 / 3
+    f = torch.tensor([[0.3], [-0.45]], dtype=torch.float64)
+    for dim in (-2, -1):
+        moved = shift_by_fraction(k, f, dim)
+        assert torch.allclose(centre_of_mass(moved, dim), centre_of_mass(k, dim) - f)
+        assert torch.allclose(moved.sum(dim=(-2, -1)), k.sum(dim=(-2, -1)))
+
+
 def test_pyramid_sizes_are_odd_and_rise_to_the_size():
     sizes = pyramid_sizes(31)
     assert sizes[-1] == 31 and sizes[0] >= 5
@@ -104,15 +135,6 @@ def test_estimate_noise_level_reads_the_noise_of_a_blurred_image():
         assert abs(float(estimate_noise_level(noisy)) - sigma) < 0.25 * sigma  # what is left of the edges adds a little
 
 
-def test_tv_weight_joins_the_tuned_weights():
-    tuned = json.loads(DEFAULTS_FILE.read_text())
-    sigmas, lams = tuned["sigmas"], tuned["methods"]["tv"]["lam"]
-    assert dict(zip(sigmas, lams)) == pytest.approx(TV_WEIGHT_AT)
-    for sigma, lam in TV_WEIGHT_AT.items():
-        assert tv_weight(sigma) == pytest.approx(lam)
-    assert tv_weight(0.0) == tv_weight(0.003) < tv_weight(0.01)
-
-
 def shaken(seed: int = 5, size: int = 13):
     """An image the estimator was not tuned on (scikit-image's camera), blurred by a seeded shake."""
     scene = centre_crop(sample_image("camera"), 128 + size - 1)
@@ -123,7 +145,7 @@ def shaken(seed: int = 5, size: int = 13):
 
 def test_estimate_kernel_finds_the_shake_and_blind_tv_deblurs():
     y, x, k = shaken()
-    x_hat, k_hat = blind_tv(y, size=17, iterations=6)
+    x_hat, k_hat = blind_deconvolve(y, get_method("tv"), size=17, iterations=6)
     truth = centre_kernel(pad_to(k, 17))
     assert k_hat.shape == (1, 1, 17, 17) and float(k_hat.min()) >= 0
     assert float(k_hat.sum()) == pytest.approx(1, abs=1e-5)
@@ -164,18 +186,30 @@ def test_estimate_kernel_wants_gray_images():
         estimate_kernel(torch.rand(1, 3, 80, 80), size=9)
 
 
-def test_blind_tv_checks_its_own_settings_before_the_estimate_and_names_them(monkeypatch):
+def test_blind_deconvolve_hands_the_estimates_to_the_non_blind_method():
+    y, _, _ = shaken()
+    seen = {}
+
+    def deconvolve(y_, k_, sigma_):
+        seen.update(y=y_, k=k_, sigma=sigma_)
+        return torch.zeros_like(y_)
+
+    x_hat, k_hat = blind_deconvolve(y, deconvolve, size=9, iterations=2)
+    assert seen["y"] is y and torch.equal(seen["k"], k_hat) and k_hat.shape == (1, 1, 9, 9)
+    assert seen["sigma"] == pytest.approx(float(estimate_noise_level(y)))
+    assert torch.equal(x_hat, torch.zeros_like(y))
+
+
+def test_blind_deconvolve_refuses_what_is_not_a_method_before_estimating(monkeypatch):
     from deblur_edu.classical import blind_deconvolution
 
     def never(*args, **kwargs):
-        raise AssertionError("the estimate ran before the settings were checked")
+        raise AssertionError("the estimate ran before the method was checked")
 
     monkeypatch.setattr(blind_deconvolution, "estimate_kernel", never)
     y, _, _ = shaken()
-    with pytest.raises(ValueError, match="tv_iterations"):
-        blind_tv(y, tv_iterations=0)
-    with pytest.raises(ValueError, match="tv_lam"):
-        blind_tv(y, tv_lam=-1.0)
+    with pytest.raises(TypeError, match="get_method"):
+        blind_deconvolve(y, "tv")
 
 
 def test_the_estimate_is_not_tracked_by_autograd():

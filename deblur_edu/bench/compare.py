@@ -108,8 +108,9 @@ def markdown(out: dict) -> str:
                      + f" | {blur:.3f} | {seconds:.3f} | {weights} | {train} |")
     env = out["environment"]
     lines += ["", "*given*: what a method receives besides y. The blind methods (—) estimate the kernel and the noise "
-                  "from y alone, a harder problem: compare them with each other, not with the methods given k "
-                  "(their own benchmark is `--split blind`). "
+                  "from y alone, a harder problem: compare them with each other, not with the methods given k. "
+                  "Scored here without alignment, they also pay for not knowing where each kernel sat in its frame; "
+                  "their own benchmarks (`--split blind`, and this split with `--align 4`) align every estimate first. "
                   f"Mean PSNR (dB) / SSIM per setting; blur effect and seconds per image are means over the settings. "
                   f"Split `{env['split']}`: images {', '.join(env['images'])} ({env['crop']}² crops) × {env['kernels']} "
                   f"kernels; {env['cpu']}, {env['torch_threads']} threads, torch {env['torch']}, {env['device']}; "

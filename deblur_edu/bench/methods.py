@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..classical import hyper_laplacian, inverse_filter, richardson_lucy, tv_admm, wiener, wiener_padded
-from ..classical.blind_deconvolution import blind_tv
+from ..classical.blind_deconvolution import blind_deconvolve
 from ..learned import adapt_at_test_time
 from ..learned.pnp import pnp_hqs
 from ..zoo import available, pretrained
@@ -64,6 +64,7 @@ class Method:
     description: str = ""
     checkpoint: str | None = None  # learned methods: the shipped weights they need
     blind: bool = False  # told nothing but y (the kernel and σ it is handed are not used)
+    runs: str | None = None  # a blind method built on a non-blind one: that method's name (its needs are ours)
 
     def available(self) -> bool:
         """False for a learned method whose shipped checkpoint is not there."""
@@ -121,9 +122,15 @@ def _tv(y, k, sigma, lam, defaults):
     return tv_admm(y, k, lam=lam, rho=TV_RHO_RATIO * lam, rho_data=TV_RHO_DATA, iterations=TV_ITERATIONS)
 
 
-def _blind_tv(y, k, sigma, lam, defaults):
-    """Blind: the kernel and the noise level estimated from y alone (k and σ are not used)."""
-    return blind_tv(y)[0]
+def _blind(name: str):
+    """Blind: the kernel and the noise level estimated from y alone (k and σ are not used), then the
+    non-blind method ``name`` with its tuned weight at the estimated σ̂
+    (:func:`~deblur_edu.classical.blind_deconvolution.blind_deconvolve`)."""
+
+    def run(y, k, sigma, weight, defaults):
+        return blind_deconvolve(y, lambda y_, k_, s_: METHODS[name](y_, k_, s_, defaults))[0]
+
+    return run
 
 
 def _hyper_laplacian(y, k, sigma, lam, defaults):
@@ -223,9 +230,10 @@ METHODS: dict[str, Method] = {
                lambda y, k, s, w, d: tv_admm(y, k, lam=w, rho=TV_RHO_RATIO * w, iterations=TV_ITERATIONS, boundary="circular"),
                "lam", _logspace(-4, -1.5, 16), "TV by ADMM, circular model"),
         Method("tv", _tv, "lam", _logspace(-4, -1.5, 16), "TV by ADMM, border-aware (Almeida & Figueiredo 2013)"),
-        Method("blind-tv", _blind_tv, None, [],
+        Method("blind-tv", _blind("tv"), None, [],
                "blind, classical: kernel estimated from y by an L0 gradient prior, coarse to fine (Xu et al. 2013; "
-               "Pan et al. 2014), then border-aware TV; not told k or σ", blind=True),
+               "Pan et al. 2014), then border-aware TV with its tuned weight at the σ estimated from y; not told "
+               "k or σ", blind=True, runs="tv"),
         Method("hyper-laplacian", _hyper_laplacian, "lam", _logspace(-4, -2.5, 11),
                "|∇x|^(2/3) + ½|∇²x|^(2/3) prior, border-aware ADMM from the TV solution "
                "(Krishnan & Fergus 2009; Levin et al. 2007)"),
@@ -236,6 +244,10 @@ METHODS: dict[str, Method] = {
         Method("pnp", _pnp, "lam", _logspace(-1, -0.25, 6),  # 0.1 … 0.56, steps of ≈√2: refines the sweep's λ
                "plug-and-play: border-aware HQS whose prior step is the learned Gaussian denoiser "
                "(DPIR's schedule, Zhang et al. 2021), shipped checkpoint", checkpoint="denoiser-cpu"),
+        Method("blind-pnp", _blind("pnp"), None, [],
+               "blind, learned prior: blind-tv's kernel estimate, then plug-and-play with the learned denoiser "
+               "(pnp's tuned schedule at the σ estimated from y); not told k or σ", checkpoint="denoiser-cpu",
+               blind=True, runs="pnp"),
         Method("rgdn", _non_blind("rgdn-cpu"), None, [],
                "learned gradient descent (Gong et al. 2020), shipped checkpoint", checkpoint="rgdn-cpu"),
         Method("deq-jfb", _non_blind("deq-jfb-cpu"), None, [],
@@ -275,6 +287,7 @@ def get_method(name: str) -> Method:
 
 def available_methods(defaults: dict | None = None) -> list[str]:
     """Every registered method whose requirements are present: a learned one's checkpoint, a tuned
-    one's weight in ``tuned_defaults.json``."""
+    one's weight in ``tuned_defaults.json``, a blind one's non-blind method (``runs``)."""
     d = defaults if defaults is not None else load_defaults()
-    return [n for n, m in METHODS.items() if m.available() and (m.weight is None or n in d["methods"])]
+    ready = {n for n, m in METHODS.items() if m.available() and (m.weight is None or n in d["methods"])}
+    return [n for n in METHODS if n in ready and (METHODS[n].runs is None or METHODS[n].runs in ready)]

@@ -63,6 +63,10 @@ def markdown_table(out: dict) -> str:
         f"Split `{env['split']}`: images {', '.join(env['images'])} ({env['crop']}² crops) × {env['kernels']} kernels; "
         f"{env['cpu']}, {env['torch_threads']} threads, torch {env['torch']}; commit `{env['commit'][:10]}`."
     )
+    shifts = {r.get("align", 0) for r in out["results"]}
+    if shifts != {0}:
+        lines.append(f"Every estimate, the blurry input's included, scored after the shift within ±{max(shifts)} px "
+                     f"(to 1/16 px) that best aligns it with the truth (`--align`).")
     if "speed" in out:
         sp = out["speed"]["wiener_batch"]
         lines.append(

@@ -4,16 +4,20 @@ Usage::
 
     python -m deblur_edu.bench [--images DIR] [--kernels PATH] [--crop 256]
         [--sigmas 0.01 0.03] [--boundaries circular valid] [--methods a,b,...]
-        [--json OUT] [--device cpu|cuda] [--split test|tune|extra|blind]
+        [--json OUT] [--device cpu|cuda] [--split test|tune|extra|blind] [--align PIXELS]
 
 The protocol (cropping, the ``valid`` scene, per-case noise seeds, interior scoring) is
 documented in :mod:`deblur_edu.bench.protocol`; the methods in :mod:`deblur_edu.bench.methods`.
 Writes ``{"results": [{"method", "boundary", "sigma", "psnr", "ssim", "blur_effect",
-"seconds_per_image", "cases", "warnings", "first_warning"}], "speed": {...}, "environment": {...}}``,
+"seconds_per_image", "cases", "warnings", "first_warning", "align"}], "speed": {...}, "environment": {...}}``,
 where ``environment["data"]`` says where the images and kernels came from (``"levin09+set12"``,
 ``"user"``, ``"fallback"``, …; see :mod:`deblur_edu.bench.protocol`). A path given on the
 command line that is missing, empty or unreadable is an error; the offline fallback is used
 only when none was given, and ``--readme`` refuses its results.
+
+``--align PIXELS`` scores every method after shifting each estimate (within ±PIXELS, to 1/16 px)
+to match the truth, as blind benchmarks do (:mod:`deblur_edu.metrics.alignment`): a blind method
+cannot know where the true kernel sat in its frame.
 """
 
 from __future__ import annotations
@@ -28,9 +32,10 @@ import torch
 
 from ..classical import wiener
 from ..classical.priors import grad_otf_power
-from ..cli import names, noise_level, positive_int, user_errors
+from ..cli import names, noise_level, non_negative_int, positive_int, user_errors
 from ..kernels import gaussian
 from ..metrics import blur_effect, psnr, ssim
+from ..metrics.alignment import align_to
 from ..physics import psf2otf
 from ..runtime import interleaved_medians, pick_device, synchronize, write_json
 from ..train import validation_batch
@@ -46,8 +51,13 @@ def evaluate(
     sigma: float,
     device: torch.device,
     defaults: dict | None = None,
+    align: int = 0,
 ) -> dict:
     """Run one method on every (image, kernel) case of one (boundary, σ); mean scores.
+
+    ``align > 0``: each estimate is first shifted (within ±``align`` px) to best match the truth
+    (:func:`~deblur_edu.metrics.alignment.align_to`), and every score leaves ``align + 1`` more
+    border pixels out.
 
     Warnings a method raises (e.g. a DEQ solve that stops at its iteration cap) are counted,
     one batch per kernel, and the first is kept: ``warnings`` and ``first_warning``.
@@ -68,6 +78,9 @@ def evaluate(
         warned += [f"{w.category.__name__}: {w.message}" for w in caught]
         x_hat = x_hat.clamp(0, 1)
         r = score_crop(k)
+        if align:
+            x_hat = align_to(x_hat, x, align, r)[0].clamp(0, 1)
+            r += align + 1
         psnrs.append(psnr(x_hat, x, crop=r).cpu())
         ssims.append(ssim(x_hat, x, crop=r).cpu())
         inner = interior(x_hat, r)
@@ -85,6 +98,7 @@ def evaluate(
         "cases": cases,
         "warnings": len(warned),
         "first_warning": warned[0] if warned else None,
+        "align": align,
     }
 
 
@@ -160,6 +174,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None,
                    help="data directory (default: $DEBLUR_EDU_DATA or the cache; without the files there and with "
                         "no path given, offline stand-in data, recorded as data: fallback)")
+    p.add_argument("--align", type=non_negative_int, default=0, metavar="PIXELS",
+                   help="score each estimate after shifting it (within ±PIXELS, to 1/16 px) to match the truth, as "
+                        "blind benchmarks do: a blind method cannot know where the kernel sat in its frame (default 0: "
+                        "no alignment)")
     p.add_argument("--no-speed", action="store_true", help="skip the Wiener batch-speed measurement")
     p.add_argument("--readme", default=None,
                    help="also write the results table into this README (checked before the run; never fallback data)")
@@ -180,6 +198,19 @@ def check_methods(methods: list[str], defaults: dict | None = None) -> None:
         if method.weight and m not in d["methods"]:
             raise ValueError(f"method {m!r} has no tuned {method.weight} yet: run python -m deblur_edu.bench.tune "
                              f"--methods {m}, or leave it out of --methods.")
+        if method.runs:
+            try:
+                check_methods([method.runs], d)
+            except (FileNotFoundError, ValueError) as e:
+                raise type(e)(f"{m!r} runs {method.runs!r}, which cannot run: {e}") from None
+
+
+def check_alignment(bench: Benchmark, align: int) -> None:
+    """``--align`` leaves ``align + 1`` more border pixels out of every score: refuse a crop with nothing left."""
+    border = max(score_crop(k) for k in bench.kernels) + align + 1 if align else 0
+    if align and bench.crop <= 2 * border:
+        raise ValueError(f"--align {align} with the largest kernel leaves a border of {border} px on a {bench.crop}² crop: "
+                         f"nothing to score. Use a smaller --align or a larger --crop (more than {2 * border}).")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             block_bounds(args.readme, args.readme_block)
         device = pick_device(args.device)
         bench = load_benchmark(args.split, args.images, args.kernels, args.crop, args.data_dir, fallback=True)
+        check_alignment(bench, args.align)
         if args.readme:
             refuse_fallback(bench.data, args.readme)
     if bench.note:
@@ -205,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     for m in methods:
         for boundary in args.boundaries:
             for sigma in args.sigmas:
-                results.append(evaluate(bench, m, boundary, sigma, device, defaults))
+                results.append(evaluate(bench, m, boundary, sigma, device, defaults, args.align))
         print(f"  done {m}", flush=True)
     print(format_table(results))
     for r in results:

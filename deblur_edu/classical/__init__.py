@@ -1,7 +1,7 @@
 """Classical (model-based) deconvolution: inverse filter, Wiener/Tikhonov, Richardson–Lucy,
 TV by ADMM and the hyper-Laplacian prior; and blind deconvolution (the kernel estimated from y)."""
 
-from .blind_deconvolution import blind_tv, estimate_kernel, estimate_noise_level
+from .blind_deconvolution import blind_deconvolve, estimate_kernel, estimate_noise_level
 from .hyper_laplacian import hyper_laplacian
 from .inverse import inverse_filter
 from .richardson_lucy import i_divergence, richardson_lucy
@@ -10,7 +10,7 @@ from .wiener import edgetaper, tikhonov_inverse, tikhonov_start, wiener, wiener_
 
 __all__ = [
     "admm_deconvolve",
-    "blind_tv",
+    "blind_deconvolve",
     "edgetaper",
     "estimate_kernel",
     "estimate_noise_level",

@@ -32,10 +32,12 @@ kernel. The weight λ shrinks by ``λ_decay`` per iteration so that finer edges 
 The FFT model is circular: ``y`` is first extended to a periodic image whose added band
 blends its last row (column) back into its first (:func:`periodic_extension`).
 
-Finally the kernel's centre of mass is moved to its centre pixel (a blind method cannot
-know where the true kernel's centre was; a shift of k is a shift of x̂) and the image is
-deconvolved with border-aware TV (:func:`~deblur_edu.classical.tv_admm.tv_admm`), its weight
-set from the noise level estimated from y (:func:`estimate_noise_level`).
+Finally the kernel's centre of mass is moved exactly onto its centre pixel, by a whole-pixel
+roll and a fractional bilinear shift (:func:`centre_kernel`): a blind method cannot know where
+the true kernel's centre was, and a shift of k̂ is a shift of x̂ — half a pixel of it costs about
+a dB. :func:`blind_deconvolve` then hands k̂ and the noise level estimated from y
+(:func:`estimate_noise_level`) to any non-blind method: border-aware TV makes the classical
+blind baseline, a plug-and-play solver with a learned denoiser a learned one.
 
 Everything is batched: one kernel per image, all images at once.
 """
@@ -43,6 +45,7 @@ Everything is batched: one kernel per image, all images at once.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -50,11 +53,10 @@ import torch.nn.functional as F
 from ..checks import check_image, check_iterations, check_positive
 from ..physics import fast_fft_size, fft_dtype, psf2otf
 from .priors import grad, grad_adjoint, grad_otf_power
-from .tv_admm import tv_admm
 
-#: TV weights tuned on the tune split (``deblur_edu/bench/tuned_defaults.json``, method ``tv``) at
-#: σ = 0.01 and 0.03: :func:`tv_weight` interpolates them as a power law in σ
-TV_WEIGHT_AT = {0.01: 1e-3, 0.03: 10 ** (-7 / 3)}
+#: a non-blind method ``deconvolve(y, k, σ) → x̂``, e.g. a benchmark method
+#: (:func:`deblur_edu.bench.methods.get_method`), which takes its tuned weight at σ
+NonBlindMethod = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
 
 
 def estimate_noise_level(y: torch.Tensor) -> torch.Tensor:
@@ -78,14 +80,6 @@ def estimate_noise_level(y: torch.Tensor) -> torch.Tensor:
     y = y.detach()
     d = (y[..., 1:, 1:] - y[..., :-1, 1:] - y[..., 1:, :-1] + y[..., :-1, :-1]) / 2
     return d.abs().flatten(1).median(dim=1).values / 0.6745
-
-
-def tv_weight(sigma: float) -> float:
-    """TV weight λ for noise level σ: the tuned weights at 0.01 and 0.03 joined by a power law
-    (σ below 0.003 is treated as 0.003: 8-bit quantisation alone is about that)."""
-    (s0, l0), (s1, l1) = TV_WEIGHT_AT.items()
-    power = torch.log(torch.tensor(l1 / l0)) / torch.log(torch.tensor(s1 / s0))
-    return float(l0 * (max(sigma, 0.003) / s0) ** float(power))
 
 
 def periodic_extension(y: torch.Tensor, margin: int) -> torch.Tensor:
@@ -201,16 +195,39 @@ def identity_kernel(like: torch.Tensor) -> torch.Tensor:
 
 
 def centre_kernel(k: torch.Tensor) -> torch.Tensor:
-    """Shift each kernel (circularly, by whole pixels) so its centre of mass is its centre pixel."""
+    """Shift each kernel so that its centre of mass is exactly its centre pixel: a circular roll by
+    whole pixels, then a bilinear shift by the fraction left (:func:`shift_by_fraction`).
+    Non-negative kernels stay non-negative and keep their sum. Exact for a kernel that keeps clear of
+    its support's edge; one that reaches it is wrapped around by the roll, and its centre of mass
+    then ends up near, not at, the centre."""
     h, w = k.shape[-2:]
     rows = torch.arange(h, device=k.device)
     cols = torch.arange(w, device=k.device)
-    cy = (k.sum(-1) * rows.to(k.dtype)).sum(-1).round().long()  # (B, 1)
-    cx = (k.sum(-2) * cols.to(k.dtype)).sum(-1).round().long()
-    take_rows = (rows + cy[..., None] - h // 2) % h  # (B, 1, h)
-    take_cols = (cols + cx[..., None] - w // 2) % w
+    cy = centre_of_mass(k, -2).round().long()  # (B, 1)
+    cx = centre_of_mass(k, -1).round().long()
+    take_rows = (rows + cy[..., None]) % h  # (B, 1, h): row i takes row i + offset
+    take_cols = (cols + cx[..., None]) % w
     k = k.gather(-2, take_rows[..., :, None].expand(k.shape))
-    return k.gather(-1, take_cols[..., None, :].expand(k.shape))
+    k = k.gather(-1, take_cols[..., None, :].expand(k.shape))
+    for dim in (-2, -1):  # what is left is at most half a pixel, unless the roll wrapped part of the kernel
+        k = shift_by_fraction(k, centre_of_mass(k, dim).clamp(-0.5, 0.5), dim)
+    return k
+
+
+def centre_of_mass(k: torch.Tensor, dim: int) -> torch.Tensor:
+    """(B, 1) offset of each kernel's centre of mass from its centre pixel along ``dim`` (-2 rows, -1 columns)."""
+    n = k.shape[dim]
+    position = torch.arange(n, device=k.device, dtype=k.dtype) - n // 2
+    profile = k.sum(dim=-1 if dim == -2 else -2)  # (B, 1, n)
+    return (profile * position).sum(-1) / profile.sum(-1).clamp(min=torch.finfo(k.dtype).tiny)
+
+
+def shift_by_fraction(k: torch.Tensor, f: torch.Tensor, dim: int) -> torch.Tensor:
+    """Move each kernel by ``-f`` pixels along ``dim`` (|f| ≤ ½, one per kernel) by linear interpolation:
+    ``k'[i] = (1 − |f|)·k[i] + |f|·k[i + sign f]``. The centre of mass moves by exactly −f; the price is
+    a two-tap blur of at most ½ pixel."""
+    f = f.reshape(*f.shape, 1, 1).to(k.dtype)
+    return (1 - f.abs()) * k + f.clamp(min=0) * k.roll(-1, dim) + (-f).clamp(min=0) * k.roll(1, dim)
 
 
 def resize_kernel(k: torch.Tensor, s: int) -> torch.Tensor:
@@ -269,7 +286,7 @@ def estimate_kernel(
     size: int = 31,
     iterations: int = 10,
     lam: float = 4e-3,
-    lam_decay: float = 1.1,
+    lam_decay: float = 1.05,
     lam_min: float = 1e-4,
     gamma: float = 2.0,
     threshold: float = 0.1,
@@ -321,20 +338,24 @@ def estimate_kernel(
     return centre_kernel(k).to(fft_dtype(y.dtype))
 
 
-def blind_tv(y: torch.Tensor, size: int = 31, tv_lam: float | None = None, tv_iterations: int = 40,
-             **estimate) -> tuple[torch.Tensor, torch.Tensor]:
-    """Deblur ``y`` knowing nothing else: :func:`estimate_kernel` (``estimate``: its settings), then
-    border-aware TV (the benchmark's settings: ρ = 10λ, ρ_data = 0.1, 40 iterations). The TV weight
-    ``tv_lam`` defaults to :func:`tv_weight` of the noise level estimated from y (the batch's median σ̂:
-    one weight per call). The kernel estimate is not differentiated; the TV step is, as :func:`tv_admm`.
+def blind_deconvolve(y: torch.Tensor, deconvolve: NonBlindMethod, size: int = 31,
+                     **estimate) -> tuple[torch.Tensor, torch.Tensor]:
+    """Deblur ``y`` knowing nothing else: :func:`estimate_kernel` (``estimate``: its settings), then the
+    non-blind ``deconvolve(y, k̂, σ̂)`` with the estimated kernels (one per image) and the noise level
+    estimated from y (the batch's median σ̂: one weight per call; a benchmark method's tuned weights
+    stop falling below σ = 0.001). The kernel estimate is not differentiated; the deconvolution is, as
+    far as ``deconvolve`` is.
+
+    Example:
+        >>> from deblur_edu.bench.methods import get_method
+        >>> x_hat, k_hat = blind_deconvolve(y, get_method("tv"))  # doctest: +SKIP
 
     Returns:
         ``(x̂, k̂)``: the deblurred images (y's shape) and the estimated kernels.
     """
-    if tv_lam is not None:
-        check_positive(tv_lam, "tv_lam")
-    check_iterations(tv_iterations, "tv_iterations")
+    if not callable(deconvolve):
+        raise TypeError(f"deconvolve must be a non-blind method f(y, k, sigma) -> x_hat, e.g. "
+                        f"deblur_edu.bench.methods.get_method('tv'); got {deconvolve!r}.")
     k = estimate_kernel(y, size, **estimate)
-    if tv_lam is None:
-        tv_lam = tv_weight(float(estimate_noise_level(y).median()))
-    return tv_admm(y, k, lam=tv_lam, rho=10 * tv_lam, rho_data=0.1, iterations=tv_iterations), k
+    sigma = float(estimate_noise_level(y).median())
+    return deconvolve(y, k, sigma), k

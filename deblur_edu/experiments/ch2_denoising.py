@@ -11,7 +11,6 @@ over the images. Plug-and-play (:mod:`deblur_edu.learned.pnp`) is only as good a
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np
@@ -19,7 +18,7 @@ import torch
 
 from ..bench.protocol import SPLITS, case_seed
 from ..classical import tv_admm
-from ..cli import noise_level, user_errors
+from ..cli import experiment_parser, noise_level, user_errors
 from ..data import centre_crop, set12
 from ..metrics import psnr
 from ..physics import add_noise
@@ -76,12 +75,9 @@ def format_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m deblur_edu.experiments.ch2_denoising", description=__doc__.split("\n")[0])
+    p = experiment_parser(__spec__.name, __doc__)
     p.add_argument("--checkpoint", default="denoiser-cpu", help="a shipped name or a path to NAME.pt")
     p.add_argument("--sigmas", type=noise_level, nargs="+", default=SIGMAS)
-    p.add_argument("--json", default=None)
-    p.add_argument("--device", default=None)
-    p.add_argument("--data-dir", default=None)
     argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
     with user_errors(p):  # a bad level, a missing checkpoint or data: one line, exit 2, before the run

@@ -22,7 +22,6 @@ The benchmark's test images and kernels are never touched.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -33,7 +32,7 @@ import torch
 from ..bench.run import evaluate
 from ..bench.protocol import load_benchmark
 from ..bench.methods import DEFAULTS_FILE, load_defaults
-from ..cli import positive_float, positive_int, user_errors
+from ..cli import experiment_parser, positive_float, positive_int, user_errors
 from ..runtime import pick_device, provenance, write_json
 from ..zoo import available
 from ..bench.tune import BOUNDARIES, TUNED_SIGMAS
@@ -104,7 +103,7 @@ def write_choice(rows: list[dict], defaults_file: str) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m deblur_edu.experiments.ch2_pnp_schedule", description=__doc__.split("\n")[0])
+    p = experiment_parser(__spec__.name, __doc__)
     p.add_argument("--iterations", type=positive_int, nargs="+", default=[8, 16, 24])
     p.add_argument("--starts", type=positive_float, nargs="+", default=[49 / 255], help="first denoising levels, < 1")
     p.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=["plain", "x8"],
@@ -112,11 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lams", type=positive_float, nargs="+", default=[0.1, 0.23, 0.5])
     p.add_argument("--defaults", default=str(DEFAULTS_FILE),
                    help="the tuned defaults to write the chosen schedules and λ into (schedules.pnp, methods.pnp)")
-    p.add_argument("--json", default=None)
     p.add_argument("--apply", default=None, metavar="JSON",
                    help="write the choice of a finished sweep (its --json) into --defaults, without sweeping")
-    p.add_argument("--device", default=None)
-    p.add_argument("--data-dir", default=None)
     argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
     with user_errors(p):  # a bad level, a missing checkpoint or data: one line, exit 2, before the sweep

@@ -14,13 +14,12 @@ it learned a T-step filter rather than an optimizer. One forward pass with
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import torch
 
 from ..bench.protocol import Benchmark, load_benchmark, score_crop
-from ..cli import noise_level, positive_int, user_errors
+from ..cli import experiment_parser, noise_level, positive_int, user_errors
 from ..metrics import psnr
 from ..runtime import pick_device, provenance, write_json
 from ..zoo import metadata, pretrained
@@ -57,13 +56,10 @@ def psnr_per_step(model: torch.nn.Module, bench: Benchmark, sigma: float, max_st
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m deblur_edu.experiments.ch3_iterations", description=__doc__.split("\n")[0])
+    p = experiment_parser(__spec__.name, __doc__)
     p.add_argument("--checkpoint", default="rgdn-cpu", help="a shipped checkpoint (deblur_edu/zoo/weights) or NAME.pt")
     p.add_argument("--max-steps", type=positive_int, default=24)
     p.add_argument("--sigmas", type=noise_level, nargs="+", default=[0.01, 0.03])
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--device", default=None)
-    p.add_argument("--json", default=None)
     argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
     with user_errors(p):  # a missing checkpoint or data directory: one line, exit 2

@@ -24,7 +24,6 @@ The benchmark's test images and kernels are never touched.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 import warnings
@@ -33,7 +32,7 @@ import torch
 
 from ..bench.protocol import load_benchmark, score_crop
 from ..bench.tune import TUNED_SIGMAS
-from ..cli import positive_float, user_errors
+from ..cli import experiment_parser, positive_float, user_errors
 from ..learned import DEQ
 from ..metrics import psnr
 from ..runtime import pick_device, provenance, write_json
@@ -96,12 +95,9 @@ def choose(rows: list[dict]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m deblur_edu.experiments.ch4_hqs_start", description=__doc__.split("\n")[0])
+    p = experiment_parser(__spec__.name, __doc__)
     p.add_argument("--factors", type=positive_float, nargs="+", default=FACTORS, help="levels s = factor·σ to try")
     p.add_argument("--lams", type=positive_float, nargs="+", default=LAMS, help="data weights λ to try")
-    p.add_argument("--json", default=None)
-    p.add_argument("--device", default=None)
-    p.add_argument("--data-dir", default=None)
     argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
     with user_errors(p):

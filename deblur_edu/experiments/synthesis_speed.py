@@ -18,7 +18,6 @@ Times, interleaved in one run (medians of repeated calls, so machine-load drift 
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
@@ -26,7 +25,7 @@ import torch
 
 from ..data import dead_leaves, load_photos
 from ..physics import crop, psf2otf, scene_padding
-from ..cli import positive_int, user_errors
+from ..cli import experiment_parser, positive_int, user_errors
 from ..runtime import interleaved_medians, pick_device, provenance, synchronize, write_json
 from ..synthesis import DEAD_LEAVES_BANK, BlurSynthesis, ImageBank, dead_leaves_bank, dead_leaves_batch
 
@@ -89,14 +88,11 @@ def report(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m deblur_edu.experiments.synthesis_speed", description=__doc__.split("\n")[0])
-    p.add_argument("--device", default=None)
+    p = experiment_parser(__spec__.name, __doc__)
     p.add_argument("--batch", type=positive_int, default=16)
     p.add_argument("--patch", type=positive_int, default=128)
     p.add_argument("--kernel-size", type=positive_int, default=31)
     p.add_argument("--rounds", type=positive_int, default=21)
-    p.add_argument("--json", default=None)
-    p.add_argument("--data-dir", default=None)
     argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
     with user_errors(p):  # no device, no photographs: one line, exit 2, before the timings
