@@ -88,8 +88,10 @@ def check_image(x: object, name: str = "image", value_range: bool = True) -> tor
     if not math.isfinite(peak):
         check_finite(x, name)
     if value_range and peak > MAX_PLAUSIBLE_VALUE:
+        lowest = float(x.detach().amin())
+        where = f"as low as {lowest:.1f}" if -lowest >= peak else f"up to {peak:.1f}"
         raise ValueError(
-            f"{name} has values up to {peak:.1f}; images must be "
+            f"{name} has values {where}; images must be "
             f"scaled to [0, 1] — if this is 8-bit data divide by 255."
         )
     return x

@@ -117,6 +117,14 @@ def test_looks_like_0_255_data():
         wiener(X * 255, K)
 
 
+def test_a_large_negative_value_is_named_as_the_lowest_not_the_largest():
+    """The check looks at magnitudes: a -300 used to be reported as "values up to 300.0"."""
+    with pytest.raises(ValueError, match="values as low as -300.0"):
+        wiener(X - 300, K)
+    with pytest.raises(ValueError, match="values up to 255.0"):
+        wiener(X * 0 + 255, K)
+
+
 def test_noisy_values_outside_0_1_are_accepted():
     y = X * 1.2 - 0.1  # a noisy observation leaves [0, 1]
     assert wiener(y, K).shape == y.shape
