@@ -16,6 +16,17 @@ from contextlib import contextmanager
 from typing import Iterator
 
 
+def whole_number_at_least(text: str, lowest: int) -> int:
+    """``text`` as an int ≥ ``lowest``, or the argparse error that says so."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < lowest:
+        raise argparse.ArgumentTypeError(f"must be a whole number ≥ {lowest}, got {text!r}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """An argparse type: a whole number ≥ 1 (sizes, counts, steps).
 
@@ -23,13 +34,7 @@ def positive_int(text: str) -> int:
         >>> positive_int("256")
         256
     """
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number ≥ 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number ≥ 1, got {text!r}")
-    return value
+    return whole_number_at_least(text, 1)
 
 
 def non_negative_int(text: str) -> int:
@@ -39,13 +44,7 @@ def non_negative_int(text: str) -> int:
         >>> non_negative_int("0")
         0
     """
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number ≥ 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number ≥ 0, got {text!r}")
-    return value
+    return whole_number_at_least(text, 0)
 
 
 def noise_level(text: str) -> float:

@@ -207,8 +207,10 @@ def check_methods(methods: list[str], defaults: dict | None = None) -> None:
 
 def check_alignment(bench: Benchmark, align: int) -> None:
     """``--align`` leaves ``align + 1`` more border pixels out of every score: refuse a crop with nothing left."""
-    border = max(score_crop(k) for k in bench.kernels) + align + 1 if align else 0
-    if align and bench.crop <= 2 * border:
+    if not align:
+        return
+    border = max(score_crop(k) for k in bench.kernels) + align + 1
+    if bench.crop <= 2 * border:
         raise ValueError(f"--align {align} with the largest kernel leaves a border of {border} px on a {bench.crop}² crop: "
                          f"nothing to score. Use a smaller --align or a larger --crop (more than {2 * border}).")
 
