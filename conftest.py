@@ -35,6 +35,25 @@ def skip_without_photos():
 
 
 @pytest.fixture
+def small_bank(tmp_path):
+    """``small_bank(data_cfg)``: a ``task: refine`` recipe pointed at a bank of 16 samples of 64² built from it
+    in a temporary folder (blind TV first, :mod:`deblur_edu.first_stage`; a few seconds); any other recipe unchanged."""
+
+    def build(data_cfg: dict) -> dict:
+        if data_cfg.get("task") != "refine":
+            return data_cfg
+        from deblur_edu.bench.first_stage import blind_tv
+        from deblur_edu.first_stage import build_part
+
+        small = {**data_cfg, "bank": str(tmp_path / "bank"), "bank_size": 16, "bank_patch": 64,
+                 "patch": min(data_cfg["patch"], 64), "holdout": 4}
+        build_part(small, 0, 1, blind_tv, log=lambda *_: None)
+        return small
+
+    return build
+
+
+@pytest.fixture
 def data_dir() -> Path:
     """The benchmark data directory: $DEBLUR_EDU_DATA, else ../shared/data; skip if absent."""
     d = Path(os.environ.get("DEBLUR_EDU_DATA", SHARED_DATA))

@@ -213,3 +213,40 @@ def pad_to(k: torch.Tensor, size: int) -> torch.Tensor:
     out = k.new_zeros(*k.shape[:-2], size, size)
     out[..., top : top + h, left : left + w] = k
     return out
+
+
+# ----- where a kernel sits in its frame -------------------------------------------------------
+def centre_kernel(k: torch.Tensor) -> torch.Tensor:
+    """Shift each kernel so that its centre of mass is exactly its centre pixel: a circular roll by
+    whole pixels, then a bilinear shift by the fraction left (:func:`shift_by_fraction`).
+    Non-negative kernels stay non-negative and keep their sum. Exact for a kernel that keeps clear of
+    its support's edge; one that reaches it is wrapped around by the roll, and its centre of mass
+    then ends up near, not at, the centre."""
+    h, w = k.shape[-2:]
+    rows = torch.arange(h, device=k.device)
+    cols = torch.arange(w, device=k.device)
+    cy = centre_of_mass(k, -2).round().long()  # (B, 1)
+    cx = centre_of_mass(k, -1).round().long()
+    take_rows = (rows + cy[..., None]) % h  # (B, 1, h): row i takes row i + offset
+    take_cols = (cols + cx[..., None]) % w
+    k = k.gather(-2, take_rows[..., :, None].expand(k.shape))
+    k = k.gather(-1, take_cols[..., None, :].expand(k.shape))
+    for dim in (-2, -1):  # what is left is at most half a pixel, unless the roll wrapped part of the kernel
+        k = shift_by_fraction(k, centre_of_mass(k, dim).clamp(-0.5, 0.5), dim)
+    return k
+
+
+def centre_of_mass(k: torch.Tensor, dim: int) -> torch.Tensor:
+    """(B, 1) offset of each kernel's centre of mass from its centre pixel along ``dim`` (-2 rows, -1 columns)."""
+    n = k.shape[dim]
+    position = torch.arange(n, device=k.device, dtype=k.dtype) - n // 2
+    profile = k.sum(dim=-1 if dim == -2 else -2)  # (B, 1, n)
+    return (profile * position).sum(-1) / profile.sum(-1).clamp(min=torch.finfo(k.dtype).tiny)
+
+
+def shift_by_fraction(k: torch.Tensor, f: torch.Tensor, dim: int) -> torch.Tensor:
+    """Move each kernel by ``-f`` pixels along ``dim`` (|f| ≤ ½, one per kernel) by linear interpolation:
+    ``k'[i] = (1 − |f|)·k[i] + |f|·k[i + sign f]``. The centre of mass moves by exactly −f; the price is
+    a two-tap blur of at most ½ pixel."""
+    f = f.reshape(*f.shape, 1, 1).to(k.dtype)
+    return (1 - f.abs()) * k + f.clamp(min=0) * k.roll(-1, dim) + (-f).clamp(min=0) * k.roll(1, dim)

@@ -27,10 +27,11 @@ import hashlib
 import math
 
 import torch
+import torch.nn.functional as F
 
 from .checks import check_image
 from .data import SAMPLE_NAMES, dead_leaves, load_photos, photo_files, sample_image, sha256
-from .kernels import camera_shake, camera_shakes
+from .kernels import camera_shake, camera_shakes, centre_kernel
 from .physics import Blur, add_noise, crop
 
 
@@ -221,6 +222,10 @@ class BlurSynthesis:
         patch: side of ``y`` and of the target.
         kernel_size, extent_range, sigma_range, quantise, dead_leaves_fraction: see above.
         seed: with the step, fixes every draw (:func:`step_generator`).
+        centre_kernels: move each kernel's centre of mass onto its centre pixel
+            (:func:`~deblur_edu.kernels.centre_kernel`), so that the target is in the
+            frame a blind method can recover: a shake and its shifted copy blur to the same y, up to a shift.
+            The kernels then come on a grid of ``2·kernel_size − 1`` (:meth:`support`).
 
     Example:
         >>> bank = ImageBank([torch.rand(1, 1, 80, 80)])
@@ -233,7 +238,7 @@ class BlurSynthesis:
     def __init__(self, photos: ImageBank, dead_leaves: ImageBank | None = None, patch: int = 64,
                  kernel_size: int = 31, extent_range: tuple[float, float] = (0.15, 0.95),
                  sigma_range: tuple[float, float] = (0.0, 0.04), quantise: bool = True,
-                 dead_leaves_fraction: float = 0.0, seed: int = 0):
+                 dead_leaves_fraction: float = 0.0, seed: int = 0, centre_kernels: bool = False):
         if dead_leaves_fraction > 0 and dead_leaves is None:
             raise ValueError("dead_leaves_fraction > 0 needs a dead-leaves bank.")
         if not 0 <= dead_leaves_fraction <= 1:
@@ -245,10 +250,16 @@ class BlurSynthesis:
         self.patch, self.kernel_size, self.extent_range = patch, kernel_size, tuple(extent_range)
         self.sigma_range, self.quantise = (float(lo), float(hi)), quantise
         self.dead_leaves_fraction, self.seed = dead_leaves_fraction, seed
+        self.centre_kernels = centre_kernels
         self.device = photos.device
         # both banks back to back, so that a batch mixing them is one gather (None: photos only)
         self._pixels = (torch.cat([photos.pixels, dead_leaves.pixels.to(self.device)])
                         if dead_leaves is not None and dead_leaves_fraction > 0 else None)
+
+    def support(self) -> int:
+        """Side of the kernels' grid: ``kernel_size``, or ``2·kernel_size − 1`` with ``centre_kernels``
+        (a shake's centre of mass can sit up to half its span from the grid's centre)."""
+        return self.kernel_size + 2 * (self.kernel_size // 2) if self.centre_kernels else self.kernel_size
 
     def scenes(self, n: int, side: int, generator: torch.Generator) -> torch.Tensor:
         """``n`` sharp crops of ``side``²: photos, and dead leaves with probability ``dead_leaves_fraction``."""
@@ -266,8 +277,10 @@ class BlurSynthesis:
     def batch(self, step: int, size: int) -> dict[str, torch.Tensor]:
         """The ``size`` samples of training step ``step`` (a pure function of seed and step)."""
         g = step_generator(self.seed, step, self.device)
-        scene = self.scenes(size, self.patch + self.kernel_size - 1, g)
+        scene = self.scenes(size, self.patch + self.support() - 1, g)
         k = camera_shakes(size, self.kernel_size, g, self.extent_range, device=self.device)
+        if self.centre_kernels:  # on a grid wide enough that the roll to the centre of mass never wraps
+            k = centre_kernel(F.pad(k, [self.kernel_size // 2] * 4))
         A = Blur(k, "valid", check_inputs=False)
         lo, hi = self.sigma_range
         sigma = lo + (hi - lo) * torch.rand(size, generator=g, device=self.device)
@@ -428,13 +441,21 @@ def from_config(data: dict, device: torch.device | str = "cpu") -> BlurSynthesis
 def describe(data: dict) -> str:
     """The data recipe of a config, for a checkpoint's metadata: what was drawn, from which
     photographs (the ones a crop fits in: names and one sha256 over their files)."""
-    side = data["patch"] + (data.get("kernel_size", 1) - 1 if data["task"] == "deblur" else 0)
+    patch = data["bank_patch"] if data["task"] == "refine" else data["patch"]
+    side = (patch + data["kernel_size"] - 1 if data["task"] == "deblur" else
+            patch + 2 * data["kernel_size"] if data["task"] == "refine" else patch)
     used = load_photos(data.get("photos"), min_side=side)
     files = [f for f in photo_files(data.get("photos")) if f.stem in used]
     digest = hashlib.sha256("".join(f"{f.name}:{sha256(f)}\n" for f in files).encode()).hexdigest()
     if data["task"] == "deblur":
         what = ("camera-shake kernels, valid blur, noise sigma ~ U(sigma_range)"
                 + (", 8-bit quantised" if data.get("quantise", True) else ""))
+    elif data["task"] == "refine":
+        what = (f"a bank of {data['bank_size']} samples of {patch}² (camera-shake kernels moved onto their centre of "
+                f"mass, valid blur, one noise sigma ~ U(sigma_range) per batch of 8, 8-bit quantised) with blind TV's "
+                f"estimate of each (deblur_edu.first_stage), cut into {data['patch']}² crops"
+                + (" of the samples whose blind TV estimate beats the blurry input" if data.get("keep") == "usable"
+                   else ""))
     else:
         what = "Gaussian noise, sigma log-uniform on sigma_range"
     return (f"deblur_edu.synthesis.from_config(config['data']): crops of {len(files)} photographs "

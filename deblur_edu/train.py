@@ -47,6 +47,7 @@ from torch import nn
 from . import synthesis
 from .metrics import psnr
 from .runtime import git_commit, pick_device, seed_everything
+from .first_stage import FirstStageBank
 from .synthesis import BlurDataset
 from .zoo.checkpoints import save_model
 from .zoo.shipped import warm_start
@@ -64,6 +65,8 @@ def validation_batch(data_cfg: dict, size: int, device: torch.device) -> dict:
     """A fixed batch of ``size`` samples drawn like the training data but from another seed:
     from :class:`BlurDataset`, or from the on-device synthesis when the config names a ``task``."""
     seed = data_cfg.get("seed", 0) + VALIDATION_SEED_OFFSET
+    if data_cfg.get("task") == "refine":  # the bank's held-out samples
+        return first_stage_bank(data_cfg, device).held_out(size)
     if "task" in data_cfg:
         return synthesis.from_config({**data_cfg, "seed": seed}, device).batch(step=0, size=size)
     ds = BlurDataset(**{**data_cfg, "length": size, "seed": seed})
@@ -82,6 +85,12 @@ def validation_psnr(model: nn.Module, batch: dict, estimate: Callable[[nn.Module
     return float(psnr(out.clamp(0, 1), batch["sharp"]).mean())
 
 
+def first_stage_bank(data_cfg: dict, device: torch.device) -> FirstStageBank:
+    """The bank a ``task: refine`` config trains on (:mod:`deblur_edu.first_stage`)."""
+    return FirstStageBank(data_cfg["bank"], data_cfg["patch"], data_cfg.get("holdout", 32), data_cfg.get("seed", 0),
+                          device, data_cfg.get("keep", "all"))
+
+
 def training_batches(data_cfg: dict, tc: dict, step: int, rank: int, world: int, device: torch.device):
     """This process's training batches from ``step`` on, on ``device``.
 
@@ -93,7 +102,8 @@ def training_batches(data_cfg: dict, tc: dict, step: int, rank: int, world: int,
     """
     b = tc["batch_size"]
     if "task" in data_cfg:
-        source = synthesis.from_config(data_cfg, device)
+        source = (first_stage_bank(data_cfg, device) if data_cfg["task"] == "refine"
+                  else synthesis.from_config(data_cfg, device))
         while True:
             batch = source.batch(step, b * world)
             yield {k: v[rank * b : (rank + 1) * b] for k, v in batch.items()}
@@ -325,6 +335,8 @@ def train(model_name: str, cfg: dict, out: str | Path, resume: bool = False, dev
                      "command": f"python -m deblur_edu.train {model_name} --config <config.yaml>"},
         "metrics": {},
     }
+    if cfg["data"].get("task") == "refine":  # the first stage's bank is part of what training this model cost
+        meta["training"]["first_stage_seconds"] = first_stage_bank(cfg["data"], torch.device("cpu")).build_seconds
     return save_model(out / "model", model, meta)
 
 

@@ -3,7 +3,7 @@
 Every ``import`` and ``from … import`` of the library — at module level *and* inside functions —
 is parsed with ``ast`` into a graph of modules. Data flows one way:
 
-    checks, runtime, cli → kernels, metrics → physics, data → synthesis, classical → learned
+    checks, runtime, cli → kernels, metrics → physics, data → synthesis, classical → learned, first_stage
     → zoo → train → bench → experiments, course, show
 
 A module may import modules of a lower layer, and modules of its own package in the same layer
@@ -23,7 +23,7 @@ LAYERS = [
     {"kernels", "metrics"},
     {"physics", "data"},
     {"synthesis", "classical"},
-    {"learned"},
+    {"learned", "first_stage"},
     {"zoo"},
     {"train"},
     {"bench"},

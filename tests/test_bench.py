@@ -329,11 +329,11 @@ def test_blind_methods_use_neither_the_kernel_nor_sigma():
     from deblur_edu.bench import methods
 
     blind = [name for name, m in METHODS.items() if m.blind]
-    assert {"blind-tv", "blind-pnp", "reblur-l1", "reblur", "reblur-tta", "adarevd"} <= set(blind)
+    assert {"blind-tv", "blind-pnp", "blind-refiner", "reblur-l1", "reblur", "reblur-tta", "adarevd"} <= set(blind)
     assert not any(METHODS[n].blind for n in ("tv", "pnp", "rgdn", "deq-jfb"))
     y = Blur(motion(7, 30), "valid")(torch.rand(1, 1, 72, 72))
     defaults = methods.load_defaults()
-    for name in ("blind-tv", "blind-pnp"):
+    for name in ("blind-tv", "blind-pnp", "blind-refiner"):
         first = methods.get_method(name)(y, motion(5, 0), 0.01, defaults)
         second = methods.get_method(name)(y, motion(9, 90), 0.03, defaults)
         assert torch.equal(first, second), name

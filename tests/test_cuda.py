@@ -30,9 +30,10 @@ def test_the_deq_solves_to_the_same_equilibrium_on_cuda():
 
 
 @pytest.mark.parametrize("model_name", sorted(MODELS))
-def test_every_model_trains_with_mixed_precision_on_cuda(model_name, tmp_path, skip_without_photos):
+def test_every_model_trains_with_mixed_precision_on_cuda(model_name, tmp_path, skip_without_photos, small_bank):
     cfg = load_config(model_name, "tiny")
     skip_without_photos(cfg["data"])
+    cfg["data"] = small_bank(cfg["data"])
     cfg["train"]["amp"] = True
     assert train(model_name, cfg, tmp_path / "run", device="cuda", progress=False) is not None
     losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]

@@ -335,21 +335,21 @@ PRESETS = sorted((ROOT / "deblur_edu" / "configs").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", PRESETS, ids=[p.stem for p in PRESETS])
-def test_every_preset_builds_its_model_and_takes_a_finite_loss_on_its_data(path, skip_without_photos):
+def test_every_preset_builds_its_model_and_takes_a_finite_loss_on_its_data(path, skip_without_photos, small_bank):
     """Each shipped YAML — also the GPU presets that never run here — builds its model, and
-    one batch of its own data recipe (patches shrunk to 32² for speed) gives a finite loss."""
+    one batch of its own data recipe (patches shrunk to 32² for speed; a first-stage bank of 16) gives a finite loss."""
     model_name = next(m for m in sorted(MODELS, key=len, reverse=True) if path.stem.startswith(m + "-"))
     cfg = load_config(model_name, str(path))
     torch.manual_seed(0)
     model = MODELS[model_name].build(cfg["model"])
     skip_without_photos(cfg["data"])
-    batch = validation_batch({**cfg["data"], "patch": 32}, 2, torch.device("cpu"))
+    batch = validation_batch(small_bank({**cfg["data"], "patch": 32}), 2, torch.device("cpu"))
     loss = MODELS[model_name].loss(model, batch)
     assert torch.isfinite(loss) and loss.ndim == 0
 
 
 @pytest.mark.parametrize("model_name", sorted(MODELS))
-def test_every_model_takes_a_mixed_precision_step(model_name, skip_without_photos):
+def test_every_model_takes_a_mixed_precision_step(model_name, skip_without_photos, small_bank):
     """The loop's ``amp`` (float16 autocast + gradient scaling) is for CUDA; float16 autocast on
     the CPU runs the same op lists here, so a model that breaks under it (a dtype clash, an
     FFT or an inverse in float16) fails now rather than on the first GPU."""
@@ -357,7 +357,7 @@ def test_every_model_takes_a_mixed_precision_step(model_name, skip_without_photo
     torch.manual_seed(0)
     model = MODELS[model_name].build(cfg["model"])
     skip_without_photos(cfg["data"])
-    batch = validation_batch({**cfg["data"], "patch": 32}, 2, torch.device("cpu"))
+    batch = validation_batch(small_bank({**cfg["data"], "patch": 32}), 2, torch.device("cpu"))
     with torch.autocast("cpu", dtype=torch.float16):
         loss = MODELS[model_name].loss(model, batch)
     loss.backward()

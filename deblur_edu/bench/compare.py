@@ -41,7 +41,7 @@ from .run import check_methods, evaluate
 COMPARED = {
     "blurred": 1, "inverse": 2, "wiener": 2, "wiener-taper": 2, "rl-30": 2, "tv-circular": 2, "tv": 2, "hyper-laplacian": 2,
     "pnp": 2, "rgdn": 3, "deq-jfb": 4, "deq-implicit": 4,
-    "blind-tv": 5, "reblur-l1": 5, "reblur-l1-ft": 5, "reblur": 5, "reblur-tta": 5, "adarevd": 6,
+    "blind-tv": 5, "blind-refiner": 5, "reblur-l1": 5, "reblur-l1-ft": 5, "reblur": 5, "reblur-tta": 5, "adarevd": 6,
 }
 #: quick mode: fast methods of every chapter, one image, two kernels, small crops
 QUICK = ("blurred", "wiener-taper", "tv", "rgdn", "reblur-l1", "adarevd")
@@ -62,9 +62,10 @@ def inference_parameters(model: torch.nn.Module, method: str) -> int:
 
 def training_cost(checkpoint: str) -> dict:
     """Minutes of training (with those of the checkpoints it was started from, :func:`built_on`:
-    chapter 6's frozen encoder, chapter 5's fine-tuned L1 U-Net and its critic), steps and device."""
+    chapter 6's frozen encoder, chapter 5's fine-tuned L1 U-Net and its critic; and for a second stage, the
+    building of its first stage's bank), steps and device."""
     meta = metadata(checkpoint)
-    minutes = meta["training"]["wall_seconds"] / 60
+    minutes = (meta["training"]["wall_seconds"] + meta["training"].get("first_stage_seconds", 0.0)) / 60
     for base in built_on(checkpoint):
         minutes += metadata(base)["training"]["wall_seconds"] / 60
     return {"minutes": minutes, "steps": meta["training"]["steps"], "device": meta["training"]["device"]}

@@ -161,6 +161,16 @@ def _shipped(name: str):
     return run
 
 
+def _refined(name: str, first: str):
+    """Two stages: the method ``first``, then the shipped checkpoint ``name`` correcting its estimate,
+    ``model(y, first=x̂₀)`` (:class:`~deblur_edu.learned.blind_refiner.BlindRefiner`)."""
+
+    def run(y, k, sigma, weight, defaults):
+        return shipped_model(name, y.device)(y, first=METHODS[first](y, k, sigma, defaults))
+
+    return run
+
+
 def _non_blind(name: str):
     """A non-blind learned method, told the noise level as the classical ones are: ``model(y, k, σ)``
     (the model's ``uses_sigma`` says whether it uses it)."""
@@ -248,6 +258,10 @@ METHODS: dict[str, Method] = {
                "blind, learned prior: blind-tv's kernel estimate, then plug-and-play with the learned denoiser "
                "(pnp's tuned schedule at the σ estimated from y); not told k or σ", checkpoint="denoiser-cpu",
                blind=True, runs="pnp"),
+        Method("blind-refiner", _refined("blind-refiner-cpu", "blind-tv"), None, [],
+               "blind, two stages: blind-tv, then a U-Net trained on photographs to correct its estimate from "
+               "[y, x̂₀] (chapter 5), shipped checkpoint; not told k or σ", checkpoint="blind-refiner-cpu",
+               blind=True, runs="tv"),
         Method("rgdn", _non_blind("rgdn-cpu"), None, [],
                "learned gradient descent (Gong et al. 2020), shipped checkpoint", checkpoint="rgdn-cpu"),
         Method("deq-jfb", _non_blind("deq-jfb-cpu"), None, [],

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..learned import DEQ, RGDN, AdaRevD, ReblurDeblurrer, TikhonovCNN
+from ..learned.blind_refiner import BlindRefiner
 from ..learned.denoiser import GaussianDenoiser
 
 
@@ -31,6 +32,17 @@ def deblurred(model: nn.Module, batch: dict) -> torch.Tensor:
     if isinstance(getattr(model, "module", model), NON_BLIND):  # getattr: a DDP-wrapped model
         return model(batch["blurred"], batch["kernel"], batch["sigma"])
     return model(batch["blurred"], batch["kernel"])
+
+
+def refined(model: nn.Module, batch: dict) -> torch.Tensor:
+    """The estimate of a second stage trained on a first stage's outputs (:mod:`deblur_edu.first_stage`):
+    ``model(y, first=x̂₀)``."""
+    return model(batch["blurred"], first=batch["first"])
+
+
+def refinement_loss(model: nn.Module, batch: dict) -> torch.Tensor:
+    """Mean absolute error of the refined estimate (L1, as chapter 5's deblurrers)."""
+    return torch.mean((refined(model, batch) - batch["sharp"]).abs())
 
 
 def denoised(model: nn.Module, batch: dict) -> torch.Tensor:
@@ -102,6 +114,7 @@ MODELS: dict[str, ModelSpec] = {
         ("reblur", ReblurDeblurrer, self_computed_loss, deblurred),
         ("adarevd", AdaRevD, self_computed_loss, deblurred),
         ("denoiser", GaussianDenoiser, denoising_loss, denoised),
+        ("blind-refiner", BlindRefiner, refinement_loss, refined),
     ]
 }
 

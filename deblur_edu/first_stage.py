@@ -1,0 +1,184 @@
+r"""Training data for a second stage: the first stage's outputs, computed once and sampled like a bank.
+
+:class:`~deblur_edu.learned.blind_refiner.BlindRefiner` learns to improve blind TV's estimate
+``x̂₀``. Blind TV costs about a second per image on a CPU — far too slow to run at every training
+step — and it is not trained, so its outputs can be computed once:
+
+    python -m deblur_edu.bench.first_stage --config cpu [--part 0/2]    # the preset blind-refiner-cpu
+
+(the command lives with the benchmark, whose ``blind-tv`` method holds TV's tuned weights) draws ``bank_size`` samples from the photographs with :class:`~deblur_edu.synthesis.BlurSynthesis`
+(``bank_patch``² crops, the camera shakes moved onto their centre of mass, one σ per batch of
+``BANK_BATCH`` so that blind TV's one weight per call fits every image of it), runs blind TV on
+each batch and writes ``(blurred, first, sharp)`` (8-bit, float16, float16) under the config's ``bank`` folder,
+one file per part (parts run side by side, one per core). Training (:class:`FirstStageBank`)
+then cuts ``patch``² crops from random bank samples, each in one of the square's 8 orientations
+(the same for the three images: a rotated blur is the blur of the rotated image by the rotated
+kernel), as a pure function of ``(seed, step)``. The last ``holdout`` samples are never trained
+on: they are the validation batch.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from typing import Callable
+
+from .synthesis import BlurSynthesis, ImageBank, step_generator
+from .data import load_photos
+from .metrics import psnr
+
+#: samples per blind-TV call while building a bank (one noise level each)
+BANK_BATCH = 8
+KEYS = ("blurred", "first", "sharp")
+#: the stream that draws each bank batch's σ (the batch's own stream, seed and index, draws the rest)
+SIGMA_SEED_OFFSET = 1
+
+
+def bank_files(folder: str | Path) -> list[Path]:
+    """The part files of the bank in ``folder``."""
+    return sorted(Path(folder).glob("part-*.pt"))
+
+
+def recipe(data: dict) -> dict:
+    """What a bank's samples depend on (not the crops training cuts from them, nor the holdout)."""
+    keys = ("photos", "bank_size", "bank_patch", "kernel_size", "extent_range", "sigma_range", "seed")
+    return {key: (list(data[key]) if isinstance(data.get(key), (list, tuple)) else data.get(key)) for key in keys}
+
+
+def build_part(data: dict, part: int, parts: int, first_stage: Callable[[torch.Tensor], torch.Tensor],
+               device: torch.device | str = "cpu", log=print) -> Path:
+    """Compute batches ``part, part + parts, …`` of the bank the config's ``data`` section describes, the
+    first stage ``first_stage(y) → x̂₀`` run on each, and write them to ``bank/part-PART-of-PARTS.pt``. Every batch is a pure function of
+    (seed, batch index), so the parts together are the same bank however many there are."""
+    count, side = data["bank_size"], data["bank_patch"]
+    if count % BANK_BATCH:
+        raise ValueError(f"data.bank_size must be a multiple of {BANK_BATCH}, got {count}.")
+    if not 0 <= part < parts:
+        raise ValueError(f"--part must be I/N with 0 <= I < N, got {part}/{parts}.")
+    path = Path(data["bank"]) / f"part-{part}-of-{parts}.pt"
+    if path.is_file():  # never recomputed, never overwritten: kept if it was built from this recipe
+        if torch.load(path, weights_only=True).get("data") != recipe(data):
+            raise ValueError(f"{path} was built from another data recipe; delete {path.parent} to rebuild the bank.")
+        log(f"kept {path} (built from this recipe)")
+        return path
+    photos = ImageBank(list(load_photos(data.get("photos"), min_side=side + 2 * data["kernel_size"]).values()), device)
+    lo, hi = data["sigma_range"]
+    out = {key: [] for key in KEYS}
+    batches = range(part, count // BANK_BATCH, parts)
+    start = time.time()
+    for i, b in enumerate(batches):
+        g = step_generator(data["seed"] + SIGMA_SEED_OFFSET, b, device)
+        sigma = lo + (hi - lo) * float(torch.rand(1, generator=g, device=device))
+        synth = BlurSynthesis(photos, patch=side, kernel_size=data["kernel_size"],
+                              extent_range=tuple(data.get("extent_range", (0.15, 0.95))), sigma_range=(sigma, sigma),
+                              seed=data["seed"], centre_kernels=True)
+        batch = synth.batch(step=b, size=BANK_BATCH)
+        with torch.no_grad():
+            first = first_stage(batch["blurred"])
+        out["blurred"].append((batch["blurred"] * 255).round().to("cpu", torch.uint8))  # 8-bit by construction: exact
+        out["first"].append(first.to("cpu", torch.float16))
+        out["sharp"].append(batch["sharp"].to("cpu", torch.float16))
+        log(f"part {part}/{parts}: batch {i + 1}/{len(batches)} (σ = {sigma:.4f}), {time.time() - start:.0f} s")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"data": recipe(data), "batches": list(batches), "seconds": time.time() - start,
+                **{key: torch.cat(v) for key, v in out.items()}}, path)
+    log(f"wrote {path}")
+    return path
+
+
+#: which bank samples training uses: all, or only those whose first stage beats the blurry input
+KEEP = ("all", "usable")
+
+
+def usable(images: dict[str, torch.Tensor], border: int) -> torch.Tensor:
+    """Indices of the samples whose first-stage estimate is closer to the sharp image than the blurry
+    input is (PSNR, ``border`` pixels left out): where blind TV found a usable kernel.
+
+    Blind TV fails on many photograph crops (little structure, or texture that misleads the kernel
+    step), far more often than on the benchmarks' images. Trained on every sample, the second stage
+    learns that x̂₀ is often useless and leans on y; kept to the usable ones, it learns to repair an
+    estimate that is roughly right — and where blind TV fails at test time, it fails with it.
+    """
+    sharp = as_float(images["sharp"])
+    gain = (psnr(as_float(images["first"]).clamp(0, 1), sharp, crop=border)
+            - psnr(as_float(images["blurred"]), sharp, crop=border))
+    return torch.nonzero(gain > 0).flatten()
+
+
+def as_float(x: torch.Tensor) -> torch.Tensor:
+    """A bank's stored images as float32 in [0, 1] (8-bit ones divided by 255)."""
+    return x.float() / 255 if x.dtype == torch.uint8 else x.float()
+
+
+class FirstStageBank:
+    """Training batches of ``(blurred, first, sharp)`` crops from a bank built by :func:`build_part`.
+
+    Args:
+        bank: the folder of part files.
+        patch: side of the crops.
+        holdout: the bank's last samples, kept for validation (:meth:`held_out`).
+        seed: with the step, fixes every draw.
+        keep: ``"all"`` samples, or only the ``"usable"`` ones (:func:`usable`; the holdout is then taken
+            from those too).
+    """
+
+    def __init__(self, bank: str | Path, patch: int, holdout: int = 32, seed: int = 0,
+                 device: torch.device | str = "cpu", keep: str = "all"):
+        files = bank_files(bank)
+        if not files:
+            raise FileNotFoundError(f"no first-stage bank in {bank}: build it first with "
+                                    f"python -m deblur_edu.bench.first_stage --config PRESET (see the Makefile's blind-refiner-checkpoint).")
+        parts = [torch.load(f, weights_only=True) for f in files]
+        batches = torch.cat([torch.tensor(p["batches"]) for p in parts])
+        expected = parts[0]["data"]["bank_size"] // BANK_BATCH
+        if any(p["data"] != parts[0]["data"] for p in parts) or sorted(batches.tolist()) != list(range(expected)):
+            raise ValueError(f"the parts in {bank} do not make one bank (another recipe, a missing part, or parts "
+                             f"of two splittings): delete the folder and rebuild it with python -m deblur_edu.bench.first_stage.")
+        order = batches.argsort()
+        #: wall-clock seconds the bank took to build, its parts side by side (the slowest part's)
+        self.build_seconds = max(float(p.get("seconds", 0.0)) for p in parts)
+        self.device = torch.device(device)
+        self.images = {}
+        for key in KEYS:  # batches back in their global order, whatever the number of parts
+            stacked = torch.cat([p[key].reshape(len(p["batches"]), -1, *p[key].shape[1:]) for p in parts])
+            self.images[key] = stacked[order].flatten(0, 1).to(self.device)
+        if keep not in KEEP:
+            raise ValueError(f"data.keep must be one of {KEEP}, got {keep!r}.")
+        if keep == "usable":
+            chosen = usable(self.images, parts[0]["data"]["kernel_size"])
+            self.images = {key: v[chosen] for key, v in self.images.items()}
+        n, side = len(self.images["sharp"]), self.images["sharp"].shape[-1]
+        if patch > side:
+            raise ValueError(f"data.patch = {patch} exceeds the bank's crops ({side} px).")
+        if not 0 < holdout < n:
+            raise ValueError(f"data.holdout must lie between 1 and the bank's {n - 1} samples, got {holdout}.")
+        self.patch, self.holdout, self.seed, self.train_count = patch, holdout, seed, n - holdout
+
+    def batch(self, step: int, size: int) -> dict[str, torch.Tensor]:
+        """The ``size`` training crops of ``step`` (float32, on the device)."""
+        g = step_generator(self.seed, step, self.device)
+        side, p = self.images["sharp"].shape[-1], self.patch
+        index = torch.randint(self.train_count, (size,), generator=g, device=self.device)
+        top = torch.randint(side - p + 1, (size,), generator=g, device=self.device)
+        left = torch.randint(side - p + 1, (size,), generator=g, device=self.device)
+        orientation = torch.randint(8, (size,), generator=g, device=self.device)
+        r = torch.arange(p, device=self.device)
+        rows, cols = (top[:, None] + r)[:, :, None], (left[:, None] + r)[:, None, :]
+        out = {}
+        for key in KEYS:
+            x = as_float(self.images[key][index[:, None, None], 0, rows, cols])[:, None]
+            x = torch.where((orientation & 1).bool()[:, None, None, None], x.flip(-2), x)
+            x = torch.where((orientation & 2).bool()[:, None, None, None], x.flip(-1), x)
+            out[key] = torch.where((orientation & 4).bool()[:, None, None, None], x.transpose(-2, -1), x)
+        return out
+
+    def held_out(self, size: int) -> dict[str, torch.Tensor]:
+        """The first ``size`` held-out samples, centre crops (the validation batch)."""
+        size = min(size, self.holdout)
+        side, p = self.images["sharp"].shape[-1], self.patch
+        a = (side - p) // 2
+        return {key: as_float(v[self.train_count:self.train_count + size, :, a:a + p, a:a + p])
+                for key, v in self.images.items()}
