@@ -156,9 +156,9 @@ adarevd-checkpoint: setup
 # chapter 5's blind deblurrer, two stages: blind TV's estimates of 1,280 photograph crops computed once (two parts side
 # by side, one CPU thread each; a part already built from the same recipe is kept), then the U-Net that corrects them
 blind-refiner-checkpoint: setup
-	OMP_NUM_THREADS=1 $(PY) -m deblur_edu.bench.first_stage --config cpu --part 0/2 & \
-	OMP_NUM_THREADS=1 $(PY) -m deblur_edu.bench.first_stage --config cpu --part 1/2 & \
-	wait
+	OMP_NUM_THREADS=1 $(PY) -m deblur_edu.bench.first_stage --config cpu --part 0/2 & p0=$$!; \
+	OMP_NUM_THREADS=1 $(PY) -m deblur_edu.bench.first_stage --config cpu --part 1/2 & p1=$$!; \
+	wait $$p0 && wait $$p1
 	$(PY) -m deblur_edu.train blind-refiner --config cpu --resume --no-progress
 	$(MAKE) copy-runs RUNS="blind-refiner-cpu:blind-refiner-cpu"
 

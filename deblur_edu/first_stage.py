@@ -1,7 +1,7 @@
 r"""Training data for a second stage: the first stage's outputs, computed once and sampled like a bank.
 
 :class:`~deblur_edu.learned.blind_refiner.BlindRefiner` learns to improve blind TV's estimate
-``x̂₀``. Blind TV costs about a second per image on a CPU — far too slow to run at every training
+``x̂₀``. Blind TV costs seconds per image on a CPU — far too slow to run at every training
 step — and it is not trained, so its outputs can be computed once:
 
     python -m deblur_edu.bench.first_stage --config cpu [--part 0/2]    # the preset blind-refiner-cpu
@@ -58,6 +58,9 @@ def build_part(data: dict, part: int, parts: int, first_stage: Callable[[torch.T
         raise ValueError(f"data.bank_size must be a multiple of {BANK_BATCH}, got {count}.")
     if not 0 <= part < parts:
         raise ValueError(f"--part must be I/N with 0 <= I < N, got {part}/{parts}.")
+    if parts > count // BANK_BATCH:
+        raise ValueError(f"a bank of {count} samples has {count // BANK_BATCH} batches of {BANK_BATCH}: "
+                         f"it cannot be split into {parts} parts.")
     path = Path(data["bank"]) / f"part-{part}-of-{parts}.pt"
     if path.is_file():  # never recomputed, never overwritten: kept if it was built from this recipe
         if torch.load(path, weights_only=True).get("data") != recipe(data):
@@ -83,8 +86,10 @@ def build_part(data: dict, part: int, parts: int, first_stage: Callable[[torch.T
         out["sharp"].append(batch["sharp"].to("cpu", torch.float16))
         log(f"part {part}/{parts}: batch {i + 1}/{len(batches)} (σ = {sigma:.4f}), {time.time() - start:.0f} s")
     path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")  # renamed when complete: a killed run leaves no part that looks finished
     torch.save({"data": recipe(data), "batches": list(batches), "seconds": time.time() - start,
-                **{key: torch.cat(v) for key, v in out.items()}}, path)
+                **{key: torch.cat(v) for key, v in out.items()}}, partial)
+    partial.replace(path)
     log(f"wrote {path}")
     return path
 
@@ -113,6 +118,30 @@ def as_float(x: torch.Tensor) -> torch.Tensor:
     return x.float() / 255 if x.dtype == torch.uint8 else x.float()
 
 
+REBUILD = "delete the folder and rebuild it with python -m deblur_edu.bench.first_stage"
+
+
+def load_parts(bank: str | Path, expected: dict | None = None) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    """The bank's images (all parts, batches back in their global order) and its parts' records.
+    ``expected``: the recipe (:func:`recipe`) the caller's config describes; a bank built from another is refused."""
+    files = bank_files(bank)
+    if not files:
+        raise FileNotFoundError(f"no first-stage bank in {bank}: build it first with python -m deblur_edu.bench.first_stage "
+                                f"--config PRESET (see the Makefile's blind-refiner-checkpoint).")
+    parts = [torch.load(f, weights_only=True) for f in files]
+    batches = torch.cat([torch.tensor(p["batches"]) for p in parts])
+    built = parts[0]["data"]
+    if any(p["data"] != built for p in parts) or sorted(batches.tolist()) != list(range(built["bank_size"] // BANK_BATCH)):
+        raise ValueError(f"the parts in {bank} do not make one bank (another recipe, a missing part, or parts of two "
+                         f"splittings): {REBUILD}.")
+    if expected is not None and built != expected:
+        raise ValueError(f"the bank in {bank} was built from another data recipe than this config's: {REBUILD}.")
+    order = batches.argsort()
+    images = {key: torch.cat([p[key].reshape(len(p["batches"]), -1, *p[key].shape[1:]) for p in parts])[order]
+              .flatten(0, 1) for key in KEYS}
+    return images, parts
+
+
 class FirstStageBank:
     """Training batches of ``(blurred, first, sharp)`` crops from a bank built by :func:`build_part`.
 
@@ -122,40 +151,33 @@ class FirstStageBank:
         holdout: the bank's last samples, kept for validation (:meth:`held_out`).
         seed: with the step, fixes every draw.
         keep: ``"all"`` samples, or only the ``"usable"`` ones (:func:`usable`; the holdout is then taken
-            from those too).
+            from those too, so validation scores the samples where the first stage worked).
+        expected: the recipe the bank must have been built from (a config's, :func:`recipe`), if given.
+
+    Attributes:
+        build_seconds: wall-clock seconds the bank took to build, parts side by side (the slowest part's).
+        built, kept: samples in the bank, and those training and validation use.
     """
 
     def __init__(self, bank: str | Path, patch: int, holdout: int = 32, seed: int = 0,
-                 device: torch.device | str = "cpu", keep: str = "all"):
-        files = bank_files(bank)
-        if not files:
-            raise FileNotFoundError(f"no first-stage bank in {bank}: build it first with "
-                                    f"python -m deblur_edu.bench.first_stage --config PRESET (see the Makefile's blind-refiner-checkpoint).")
-        parts = [torch.load(f, weights_only=True) for f in files]
-        batches = torch.cat([torch.tensor(p["batches"]) for p in parts])
-        expected = parts[0]["data"]["bank_size"] // BANK_BATCH
-        if any(p["data"] != parts[0]["data"] for p in parts) or sorted(batches.tolist()) != list(range(expected)):
-            raise ValueError(f"the parts in {bank} do not make one bank (another recipe, a missing part, or parts "
-                             f"of two splittings): delete the folder and rebuild it with python -m deblur_edu.bench.first_stage.")
-        order = batches.argsort()
-        #: wall-clock seconds the bank took to build, its parts side by side (the slowest part's)
-        self.build_seconds = max(float(p.get("seconds", 0.0)) for p in parts)
-        self.device = torch.device(device)
-        self.images = {}
-        for key in KEYS:  # batches back in their global order, whatever the number of parts
-            stacked = torch.cat([p[key].reshape(len(p["batches"]), -1, *p[key].shape[1:]) for p in parts])
-            self.images[key] = stacked[order].flatten(0, 1).to(self.device)
+                 device: torch.device | str = "cpu", keep: str = "all", expected: dict | None = None):
         if keep not in KEEP:
             raise ValueError(f"data.keep must be one of {KEEP}, got {keep!r}.")
+        images, parts = load_parts(bank, expected)
+        self.build_seconds = max(float(p.get("seconds", 0.0)) for p in parts)
+        self.built = len(images["sharp"])
         if keep == "usable":
-            chosen = usable(self.images, parts[0]["data"]["kernel_size"])
-            self.images = {key: v[chosen] for key, v in self.images.items()}
-        n, side = len(self.images["sharp"]), self.images["sharp"].shape[-1]
+            chosen = usable(images, parts[0]["data"]["kernel_size"])
+            images = {key: v[chosen] for key, v in images.items()}
+        self.kept, side = len(images["sharp"]), images["sharp"].shape[-1]
         if patch > side:
             raise ValueError(f"data.patch = {patch} exceeds the bank's crops ({side} px).")
-        if not 0 < holdout < n:
-            raise ValueError(f"data.holdout must lie between 1 and the bank's {n - 1} samples, got {holdout}.")
-        self.patch, self.holdout, self.seed, self.train_count = patch, holdout, seed, n - holdout
+        if not 0 < holdout < self.kept:
+            raise ValueError(f"data.holdout = {holdout} must leave samples to train on: the bank keeps {self.kept} of "
+                             f"its {self.built} (keep: {keep}); use a smaller holdout or a larger bank.")
+        self.device = torch.device(device)
+        self.images = {key: v.to(self.device) for key, v in images.items()}
+        self.patch, self.holdout, self.seed, self.train_count = patch, holdout, seed, self.kept - holdout
 
     def batch(self, step: int, size: int) -> dict[str, torch.Tensor]:
         """The ``size`` training crops of ``step`` (float32, on the device)."""
@@ -166,17 +188,19 @@ class FirstStageBank:
         left = torch.randint(side - p + 1, (size,), generator=g, device=self.device)
         orientation = torch.randint(8, (size,), generator=g, device=self.device)
         r = torch.arange(p, device=self.device)
-        rows, cols = (top[:, None] + r)[:, :, None], (left[:, None] + r)[:, None, :]
+        rows, cols = (top[:, None] + r)[:, :, None], (left[:, None] + r)[:, None, :]  # (B, p, 1), (B, 1, p)
         out = {}
         for key in KEYS:
+            # one gather: sample index[b], pixel (rows[b, i], cols[b, j]) → (B, p, p) by broadcasting
             x = as_float(self.images[key][index[:, None, None], 0, rows, cols])[:, None]
+            # the square's 8 symmetries, the same for all three images: bit 0 flips rows, bit 1 columns, bit 2 transposes
             x = torch.where((orientation & 1).bool()[:, None, None, None], x.flip(-2), x)
             x = torch.where((orientation & 2).bool()[:, None, None, None], x.flip(-1), x)
             out[key] = torch.where((orientation & 4).bool()[:, None, None, None], x.transpose(-2, -1), x)
         return out
 
     def held_out(self, size: int) -> dict[str, torch.Tensor]:
-        """The first ``size`` held-out samples, centre crops (the validation batch)."""
+        """The first ``size`` held-out samples, centre crops (the validation batch; at most ``holdout`` of them)."""
         size = min(size, self.holdout)
         side, p = self.images["sharp"].shape[-1], self.patch
         a = (side - p) // 2

@@ -225,7 +225,7 @@ class BlurSynthesis:
         centre_kernels: move each kernel's centre of mass onto its centre pixel
             (:func:`~deblur_edu.kernels.centre_kernel`), so that the target is in the
             frame a blind method can recover: a shake and its shifted copy blur to the same y, up to a shift.
-            The kernels then come on a grid of ``2·kernel_size − 1`` (:meth:`support`).
+            The kernels then come on a wider grid (:meth:`support`).
 
     Example:
         >>> bank = ImageBank([torch.rand(1, 1, 80, 80)])
@@ -257,8 +257,8 @@ class BlurSynthesis:
                         if dead_leaves is not None and dead_leaves_fraction > 0 else None)
 
     def support(self) -> int:
-        """Side of the kernels' grid: ``kernel_size``, or ``2·kernel_size − 1`` with ``centre_kernels``
-        (a shake's centre of mass can sit up to half its span from the grid's centre)."""
+        """Side of the kernels' grid: ``kernel_size``, or ``kernel_size + 2·(kernel_size // 2)`` with
+        ``centre_kernels`` (a shake's centre of mass can sit up to half its span from the grid's centre)."""
         return self.kernel_size + 2 * (self.kernel_size // 2) if self.centre_kernels else self.kernel_size
 
     def scenes(self, n: int, side: int, generator: torch.Generator) -> torch.Tensor:
@@ -451,14 +451,16 @@ def describe(data: dict) -> str:
         what = ("camera-shake kernels, valid blur, noise sigma ~ U(sigma_range)"
                 + (", 8-bit quantised" if data.get("quantise", True) else ""))
     elif data["task"] == "refine":
-        what = (f"a bank of {data['bank_size']} samples of {patch}² (camera-shake kernels moved onto their centre of "
-                f"mass, valid blur, one noise sigma ~ U(sigma_range) per batch of 8, 8-bit quantised) with blind TV's "
-                f"estimate of each (deblur_edu.first_stage), cut into {data['patch']}² crops"
+        what = (f"built into a bank of {data['bank_size']} samples of {patch}² by python -m deblur_edu.bench.first_stage "
+                f"(camera-shake kernels moved onto their centre of mass, valid blur, one noise sigma ~ U(sigma_range) "
+                f"per bank batch, 8-bit quantised, with blind TV's estimate of each), read by "
+                f"deblur_edu.first_stage.FirstStageBank as {data['patch']}² crops"
                 + (" of the samples whose blind TV estimate beats the blurry input" if data.get("keep") == "usable"
                    else ""))
     else:
         what = "Gaussian noise, sigma log-uniform on sigma_range"
-    return (f"deblur_edu.synthesis.from_config(config['data']): crops of {len(files)} photographs "
+    source = "" if data["task"] == "refine" else "deblur_edu.synthesis.from_config(config['data']): "
+    return (f"{source}crops of {len(files)} photographs "
             f"({', '.join(f.stem for f in files)}; sha256 of their files {digest}), "
             f"dead leaves as a fraction {data.get('dead_leaves_fraction', 0)}, {what}; "
             f"no benchmark images or Levin kernels")

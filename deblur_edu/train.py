@@ -47,6 +47,7 @@ from torch import nn
 from . import synthesis
 from .metrics import psnr
 from .runtime import git_commit, pick_device, seed_everything
+from . import first_stage
 from .first_stage import FirstStageBank
 from .synthesis import BlurDataset
 from .zoo.checkpoints import save_model
@@ -85,10 +86,18 @@ def validation_psnr(model: nn.Module, batch: dict, estimate: Callable[[nn.Module
     return float(psnr(out.clamp(0, 1), batch["sharp"]).mean())
 
 
+#: banks opened by this process, so that training, validation and the metadata share one copy
+_BANKS: dict[tuple, FirstStageBank] = {}
+
+
 def first_stage_bank(data_cfg: dict, device: torch.device) -> FirstStageBank:
-    """The bank a ``task: refine`` config trains on (:mod:`deblur_edu.first_stage`)."""
-    return FirstStageBank(data_cfg["bank"], data_cfg["patch"], data_cfg.get("holdout", 32), data_cfg.get("seed", 0),
-                          device, data_cfg.get("keep", "all"))
+    """The bank a ``task: refine`` config trains on (:mod:`deblur_edu.first_stage`), checked against its recipe."""
+    args = (data_cfg["bank"], data_cfg["patch"], data_cfg.get("holdout", 32), data_cfg.get("seed", 0), str(device),
+            data_cfg.get("keep", "all"))
+    if args not in _BANKS:
+        _BANKS.clear()  # one bank at a time
+        _BANKS[args] = FirstStageBank(*args, expected=first_stage.recipe(data_cfg))
+    return _BANKS[args]
 
 
 def training_batches(data_cfg: dict, tc: dict, step: int, rank: int, world: int, device: torch.device):
@@ -336,7 +345,9 @@ def train(model_name: str, cfg: dict, out: str | Path, resume: bool = False, dev
         "metrics": {},
     }
     if cfg["data"].get("task") == "refine":  # the first stage's bank is part of what training this model cost
-        meta["training"]["first_stage_seconds"] = first_stage_bank(cfg["data"], torch.device("cpu")).build_seconds
+        bank = first_stage_bank(cfg["data"], dev)
+        meta["training"] |= {"first_stage_seconds": bank.build_seconds,
+                             "first_stage_samples": {"built": bank.built, "kept": bank.kept}}
     return save_model(out / "model", model, meta)
 
 

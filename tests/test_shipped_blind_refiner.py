@@ -26,6 +26,8 @@ def test_the_checkpoint_is_small_and_says_how_it_was_made():
     assert (WEIGHTS_DIR / "blind-refiner-cpu.pt").stat().st_size < 8_000_000
     assert meta["training"]["steps"] == meta["config"]["train"]["steps"]
     assert meta["training"]["first_stage_seconds"] > 0  # the bank of blind TV's estimates, built before training
+    samples = meta["training"]["first_stage_samples"]  # keep: usable trains on part of the bank
+    assert samples["built"] == meta["config"]["data"]["bank_size"] and 0 < samples["kept"] < samples["built"]
     from deblur_edu.bench.compare import training_cost
     assert training_cost("blind-refiner-cpu")["minutes"] == pytest.approx(
         (meta["training"]["wall_seconds"] + meta["training"]["first_stage_seconds"]) / 60)

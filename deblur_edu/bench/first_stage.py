@@ -37,7 +37,8 @@ def part_arg(text: str) -> tuple[int, int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deblur_edu.bench.first_stage", description=__doc__.split("\n")[0])
-    parser.add_argument("--config", required=True, help="a blind-refiner preset (cpu, full, tiny) or a YAML file")
+    parser.add_argument("--config", required=True, help="a blind-refiner preset (cpu, full, pilot, tiny: "
+                        "configs/blind-refiner-NAME.yaml) or a YAML file")
     parser.add_argument("--part", type=part_arg, default=(0, 1), help="I/N: every N-th batch from I (default 0/1)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)

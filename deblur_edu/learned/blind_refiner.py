@@ -18,7 +18,7 @@ TPAMI 2016; Kaufman & Fattal, "Deblurring using analysis-synthesis networks pair
 and of restoration networks that refine a classical estimate (e.g. Dong, Roth & Schiele,
 "Deep Wiener deconvolution", NeurIPS 2020).
 
-The first stage is not differentiated and costs about a second per 256² image on a CPU, so
+The first stage is not differentiated and costs seconds per 256² image on a CPU, so
 training reads it from a bank computed once (:mod:`deblur_edu.first_stage`), and the model is
 handed ``x̂₀``: the benchmark's ``blind-refiner`` method runs its ``blind-tv`` first
 (:mod:`deblur_edu.bench.methods`), which holds TV's weights tuned on the tune split.
