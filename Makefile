@@ -15,7 +15,7 @@ ifneq ($(wildcard ../shared/data),)
 export DEBLUR_EDU_DATA ?= $(abspath ../shared/data)
 endif
 
-.PHONY: setup assets book bench test tune rgdn-checkpoint denoiser-checkpoint deq-checkpoints reblur-checkpoints copy-runs adarevd-checkpoint blind-refiner-checkpoint blind-baseline compare clean
+.PHONY: setup assets book bench test tune rgdn-checkpoint denoiser-checkpoint deq-checkpoints reblur-checkpoints reblur-l1-checkpoint copy-runs adarevd-checkpoint blind-refiner-checkpoint blind-baseline compare clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -90,30 +90,29 @@ deq-checkpoints: setup
 	$(PY) -m deblur_edu.bench.compare --methods deq-jfb,deq-implicit --update --from-bench benchmarks/deq.json \
 	  --json benchmarks/comparison.json --readme README.md --figure benchmarks/comparison.png
 
-# chapter 5, in three stages (each needs the weights of the one before): the L1 U-Net (with
-# snapshots) and the independent judge (other seed, other data), side by side on one CPU thread
-# each; then the reblurring module M_R, trained alone against the frozen L1 U-Net; then the L1
-# U-Net fine-tuned with L1 + reblurring loss (that M_R a frozen critic) and, as its control, with L1 alone
+# chapter 5's reblurring, on its two-stage blind deblurrer (needs make blind-refiner-checkpoint and its bank): the
+# reblurring module M_R and the independent judge, each trained alone against the frozen deblurrer, side by side on one
+# CPU thread each; then the deblurrer fine-tuned with L1 + reblurring loss (that M_R a frozen critic) and, as its
+# control, with L1 alone; the adaptation's learning rate chosen on the tune split, then the evaluation on the blind
+# split (modules, table, paired bootstrap intervals, trend), recorded into the modules' metadata
 reblur-checkpoints: setup
-	OMP_NUM_THREADS=1 $(PY) -m deblur_edu.train reblur --config cpu-l1 --resume --no-progress & \
-	OMP_NUM_THREADS=1 $(PY) -m deblur_edu.train reblur --config judge --resume --no-progress & \
-	wait
-	$(MAKE) copy-runs RUNS="reblur-cpu-l1:reblur-l1-cpu reblur-judge:reblur-judge"
-	$(PY) -m deblur_edu.train reblur --config module --resume --no-progress
-	$(MAKE) copy-runs RUNS="reblur-module:reblur-module-cpu"
-	OMP_NUM_THREADS=1 $(PY) -m deblur_edu.train reblur --config cpu --resume --no-progress & \
-	OMP_NUM_THREADS=1 $(PY) -m deblur_edu.train reblur --config l1-ft --resume --no-progress & \
-	wait
+	OMP_NUM_THREADS=1 $(PY) -m deblur_edu.train reblur --config module --resume --no-progress & p0=$$!; \
+	OMP_NUM_THREADS=1 $(PY) -m deblur_edu.train reblur --config judge --resume --no-progress & p1=$$!; \
+	wait $$p0 && wait $$p1
+	$(MAKE) copy-runs RUNS="reblur-module:reblur-module-cpu reblur-judge:reblur-judge"
+	OMP_NUM_THREADS=1 $(PY) -m deblur_edu.train reblur --config cpu --resume --no-progress & p0=$$!; \
+	OMP_NUM_THREADS=1 $(PY) -m deblur_edu.train reblur --config l1-ft --resume --no-progress & p1=$$!; \
+	wait $$p0 && wait $$p1
 	$(MAKE) copy-runs RUNS="reblur-cpu:reblur-cpu reblur-l1-ft:reblur-l1-ft-cpu"
-	$(PY) -m deblur_edu.bench --methods tv,reblur-l1,reblur-l1-ft,reblur --json benchmarks/reblur_bench.json --no-speed
-	$(PY) -m deblur_edu.zoo.checkpoints deblur_edu/zoo/weights/reblur-l1-cpu benchmarks/reblur_bench.json --method reblur-l1
-	$(PY) -m deblur_edu.zoo.checkpoints deblur_edu/zoo/weights/reblur-l1-ft-cpu benchmarks/reblur_bench.json --method reblur-l1-ft
-	$(PY) -m deblur_edu.zoo.checkpoints deblur_edu/zoo/weights/reblur-cpu benchmarks/reblur_bench.json --method reblur
 	$(PY) -m deblur_edu.experiments.ch5_reblur_eval --split tune --tta-sweep 1e-5,3e-5,1e-4,3e-4 --json benchmarks/reblur_tta_tune.json
 	@echo "REBLUR_TTA in deblur_edu/bench/methods.py must carry the chosen lr (tests/test_shipped_reblur.py checks it)"
-	$(PY) -m deblur_edu.experiments.ch5_reblur_eval --snapshots runs/reblur-cpu-l1 --json benchmarks/reblur.json --readme README.md --record \
+	$(PY) -m deblur_edu.experiments.ch5_reblur_eval --json benchmarks/reblur.json --readme README.md --record \
 	  --tta-lr $$($(PY) -c "import json; print(json.load(open('benchmarks/reblur_tta_tune.json'))['chosen_lr'])")
-	$(PY) -m deblur_edu.experiments.ch5_reblur_probe --steps 600 --json benchmarks/reblur_probe.json --record
+
+# chapter 6's encoder: the end-to-end blind U-Net trained with L1 on 13-px shakes (reblur-l1; with snapshots)
+reblur-l1-checkpoint: setup
+	$(PY) -m deblur_edu.train reblur --config cpu-l1 --resume --no-progress
+	$(MAKE) copy-runs RUNS="reblur-cpu-l1:reblur-l1-cpu"
 
 # the learned Gaussian denoiser and plug-and-play (chapter 2's last section): train on the photographs,
 # copy, measure it as a denoiser, choose pnp's schedule (iterations, x8 mode) with its λ per σ on the tune split (written
@@ -142,7 +141,7 @@ copy-runs:
 	  cp runs/$$run/log.jsonl benchmarks/$$name-log.jsonl; done
 
 # chapter 6: four reversible sub-decoders + a degradation classifier on the frozen encoder of
-# chapter 5's L1 U-Net (needs deblur_edu/zoo/weights/reblur-l1-cpu); copy, then measure peak training
+# the end-to-end L1 U-Net (needs make reblur-l1-checkpoint); copy, then measure peak training
 # memory, PSNR per sub-decoder and patch exiting (decoder timings on one thread), and record them
 adarevd-checkpoint: setup
 	$(PY) -m deblur_edu.train adarevd --config cpu --resume --no-progress

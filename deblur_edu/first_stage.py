@@ -48,6 +48,41 @@ def recipe(data: dict) -> dict:
     return {key: (list(data[key]) if isinstance(data.get(key), (list, tuple)) else data.get(key)) for key in keys}
 
 
+def bank_synthesis(data: dict, photos: ImageBank, b: int, sigma: float | None = None) -> BlurSynthesis:
+    """The synthesis of bank batch ``b``: its own σ (drawn from the seed and ``b``), or ``sigma`` (e.g. 0). The
+    kernels and crops do not depend on σ, so ``sigma=0`` gives the same batch without its noise."""
+    if sigma is None:
+        g = step_generator(data["seed"] + SIGMA_SEED_OFFSET, b, photos.device)
+        lo, hi = data["sigma_range"]
+        sigma = lo + (hi - lo) * float(torch.rand(1, generator=g, device=photos.device))
+    return BlurSynthesis(photos, patch=data["bank_patch"], kernel_size=data["kernel_size"],
+                         extent_range=tuple(data.get("extent_range", (0.15, 0.95))), sigma_range=(sigma, sigma),
+                         seed=data["seed"], centre_kernels=True)
+
+
+def noise_free_blurred(data: dict, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Every bank sample's blurry image *without its noise* (8-bit, in the bank's order), recomputed from the recipe in
+    seconds: the target a reblurring module can learn (the noise in ``y`` is what no module can predict)."""
+    photos = ImageBank(list(load_photos(data.get("photos"), min_side=data["bank_patch"] + 2 * data["kernel_size"]).values()),
+                       device)
+    out = [(bank_synthesis(data, photos, b, sigma=0.0).batch(step=b, size=BANK_BATCH)["blurred"] * 255).round()
+           .to("cpu", torch.uint8) for b in range(data["bank_size"] // BANK_BATCH)]
+    return torch.cat(out)
+
+
+def checked_noise_free(blurred: torch.Tensor, data: dict) -> torch.Tensor:
+    """:func:`noise_free_blurred` on the CPU, checked against the stored blurry images: what separates the two must be
+    noise of at most the recipe's largest σ (plus rounding). The draws are the CPU generator's; a bank built on another
+    device drew other scenes and kernels, and is refused rather than paired with the wrong targets."""
+    clean = noise_free_blurred(data, "cpu")
+    residual = (blurred.float() - clean.float()).flatten(1).std(dim=1) / 255
+    if not bool((residual <= 1.5 * data["sigma_range"][1] + 2 / 255).all()):
+        raise ValueError("the bank's blurry images are not its recipe's images plus noise (was it built on another "
+                         "device?): rebuild it on the CPU (python -m deblur_edu.bench.first_stage --device cpu) to train "
+                         "with reblur_target: noise-free.")
+    return clean
+
+
 def build_part(data: dict, part: int, parts: int, first_stage: Callable[[torch.Tensor], torch.Tensor],
                device: torch.device | str = "cpu", log=print) -> Path:
     """Compute batches ``part, part + parts, …`` of the bank the config's ``data`` section describes, the
@@ -68,16 +103,12 @@ def build_part(data: dict, part: int, parts: int, first_stage: Callable[[torch.T
         log(f"kept {path} (built from this recipe)")
         return path
     photos = ImageBank(list(load_photos(data.get("photos"), min_side=side + 2 * data["kernel_size"]).values()), device)
-    lo, hi = data["sigma_range"]
     out = {key: [] for key in KEYS}
     batches = range(part, count // BANK_BATCH, parts)
     start = time.time()
     for i, b in enumerate(batches):
-        g = step_generator(data["seed"] + SIGMA_SEED_OFFSET, b, device)
-        sigma = lo + (hi - lo) * float(torch.rand(1, generator=g, device=device))
-        synth = BlurSynthesis(photos, patch=side, kernel_size=data["kernel_size"],
-                              extent_range=tuple(data.get("extent_range", (0.15, 0.95))), sigma_range=(sigma, sigma),
-                              seed=data["seed"], centre_kernels=True)
+        synth = bank_synthesis(data, photos, b)
+        sigma = synth.sigma_range[0]
         batch = synth.batch(step=b, size=BANK_BATCH)
         with torch.no_grad():
             first = first_stage(batch["blurred"])
@@ -153,6 +184,8 @@ class FirstStageBank:
         keep: ``"all"`` samples, or only the ``"usable"`` ones (:func:`usable`; the holdout is then taken
             from those too, so validation scores the samples where the first stage worked).
         expected: the recipe the bank must have been built from (a config's, :func:`recipe`), if given.
+        noise_free: add each sample's blurry image without its noise as ``blurred_clean`` (:func:`noise_free_blurred`:
+            the target of a reblurring module).
 
     Attributes:
         build_seconds: wall-clock seconds the bank took to build, parts side by side (the slowest part's).
@@ -160,10 +193,13 @@ class FirstStageBank:
     """
 
     def __init__(self, bank: str | Path, patch: int, holdout: int = 32, seed: int = 0,
-                 device: torch.device | str = "cpu", keep: str = "all", expected: dict | None = None):
+                 device: torch.device | str = "cpu", keep: str = "all", expected: dict | None = None,
+                 noise_free: bool = False):
         if keep not in KEEP:
             raise ValueError(f"data.keep must be one of {KEEP}, got {keep!r}.")
         images, parts = load_parts(bank, expected)
+        if noise_free:
+            images["blurred_clean"] = checked_noise_free(images["blurred"], parts[0]["data"])
         self.build_seconds = max(float(p.get("seconds", 0.0)) for p in parts)
         self.built = len(images["sharp"])
         if keep == "usable":
@@ -180,7 +216,8 @@ class FirstStageBank:
         self.patch, self.holdout, self.seed, self.train_count = patch, holdout, seed, self.kept - holdout
 
     def batch(self, step: int, size: int) -> dict[str, torch.Tensor]:
-        """The ``size`` training crops of ``step`` (float32, on the device)."""
+        """The ``size`` training crops of ``step`` (float32, on the device): ``blurred``, ``first``, ``sharp`` (and
+        ``blurred_clean`` with ``noise_free``), the same crop and orientation of each."""
         g = step_generator(self.seed, step, self.device)
         side, p = self.images["sharp"].shape[-1], self.patch
         index = torch.randint(self.train_count, (size,), generator=g, device=self.device)
@@ -190,7 +227,7 @@ class FirstStageBank:
         r = torch.arange(p, device=self.device)
         rows, cols = (top[:, None] + r)[:, :, None], (left[:, None] + r)[:, None, :]  # (B, p, 1), (B, 1, p)
         out = {}
-        for key in KEYS:
+        for key in self.images:
             # one gather: sample index[b], pixel (rows[b, i], cols[b, j]) → (B, p, p) by broadcasting
             x = as_float(self.images[key][index[:, None, None], 0, rows, cols])[:, None]
             # the square's 8 symmetries, the same for all three images: bit 0 flips rows, bit 1 columns, bit 2 transposes

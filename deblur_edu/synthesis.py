@@ -455,6 +455,9 @@ def describe(data: dict) -> str:
                 f"(camera-shake kernels moved onto their centre of mass, valid blur, one noise sigma ~ U(sigma_range) "
                 f"per bank batch, 8-bit quantised, with blind TV's estimate of each), read by "
                 f"deblur_edu.first_stage.FirstStageBank as {data['patch']}² crops"
+                + (f" drawn from seed {data['draw_seed']}" if "draw_seed" in data else "")
+                + (", with each blurry image's noise-free version (recomputed from the recipe) as the reblurring "
+                   "module's target" if data.get("reblur_target") == "noise-free" else "")
                 + (" of the samples whose blind TV estimate beats the blurry input" if data.get("keep") == "usable"
                    else ""))
     else:

@@ -209,3 +209,54 @@ def test_a_bank_kept_to_its_usable_samples_trains_and_validates_on_those_only(ba
     assert torch.equal(kept.images["sharp"], every.images["sharp"][chosen]) and kept.train_count == len(chosen) - 2
     with pytest.raises(ValueError, match="data.keep must be one of"):
         FirstStageBank(bank["bank"], 32, keep="best")
+
+
+def test_the_noise_free_target_is_each_blurry_image_without_its_noise(bank):
+    """The bank's blurry images are recomputed from its recipe: with each batch's own σ exactly as stored, with
+    σ = 0 the same blur (same kernels, same crops) without the noise — the reblurring module's target."""
+    b = FirstStageBank(bank["bank"], 32, holdout=4, noise_free=True)
+    stored, clean = b.images["blurred"].float() / 255, b.images["blurred_clean"].float() / 255
+    assert b.images["blurred_clean"].dtype == torch.uint8 and clean.shape == stored.shape
+    for batch in range(2):  # one σ per batch of 8: what is left is the noise, of that σ
+        photos = ImageBank(list(first_stage.load_photos(bank["photos"], min_side=64 + 62).values()), "cpu")
+        synth = first_stage.bank_synthesis({**bank, "bank_patch": 64}, photos, batch)
+        sigma = synth.sigma_range[0]
+        again = (synth.batch(step=batch, size=8)["blurred"] * 255).round() / 255
+        assert torch.equal(again, stored[8 * batch:8 * (batch + 1)])
+        residual = (stored - clean)[8 * batch:8 * (batch + 1)]
+        assert float(residual.std()) == pytest.approx(sigma, rel=0.15, abs=2e-3)
+    crops = b.batch(step=3, size=6)  # the same window and orientation as the other images
+    assert set(crops) == {"blurred", "first", "sharp", "blurred_clean"}
+    assert float((crops["blurred"] - crops["blurred_clean"]).abs().mean()) < 0.03
+
+
+def test_the_reblurring_module_learns_from_the_target_it_is_given():
+    """reblur_target replaces y in L_blur only: M_R's gradient changes, M_D's (L1 + w·L_R) does not."""
+    from deblur_edu.learned import ReblurDeblurrer
+
+    torch.manual_seed(0)
+    pair = ReblurDeblurrer(width=4, levels=1, two_stage=True, reblur_weight=0.5, reblur_features=4, reblur_blocks=1)
+    y, first, s = (torch.rand(2, 1, 24, 24, generator=torch.Generator().manual_seed(i)) for i in range(3))
+    grads = []
+    for target in (None, (y - 0.05).clamp(0, 1)):
+        pair.zero_grad()
+        pair(y, sharp=s, first=first, reblur_target=target).backward()
+        grads.append({n: p.grad.clone() for n, p in pair.named_parameters()})
+    assert all(torch.equal(grads[0][n], grads[1][n]) for n in grads[0] if n.startswith("deblurrer."))
+    assert any(not torch.equal(grads[0][n], grads[1][n]) for n in grads[0] if n.startswith("reblurrer."))
+
+
+def test_a_bank_whose_images_are_not_its_recipes_is_refused_a_noise_free_target(bank, tmp_path):
+    """Built elsewhere (another device's random draws), the stored images are not the recipe's plus noise: the bank
+    is refused for reblur_target: noise-free rather than paired with the wrong targets."""
+    import shutil
+
+    copy = tmp_path / "bank"
+    shutil.copytree(bank["bank"], copy)
+    part = next(copy.glob("part-*.pt"))
+    stored = torch.load(part, weights_only=True)
+    stored["blurred"] = stored["blurred"].flip(-1)  # other scenes than the recipe's
+    torch.save(stored, part)
+    FirstStageBank(copy, 32, holdout=4)  # without the target, nothing to check
+    with pytest.raises(ValueError, match="rebuild it on the CPU"):
+        FirstStageBank(copy, 32, holdout=4, noise_free=True)

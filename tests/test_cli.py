@@ -15,11 +15,12 @@ MISTAKES = [
     ("backward_cost", ["--modes", "jfb", "nope"], "unknown backward mode 'nope'"),
     ("backward_cost", ["--size", "0"], "--size: must be a whole number ≥ 1"),
     ("backward_cost", ["--checkpoint", "nope"], "nope"),
-    ("reblur_probe", ["--deblurrer", "nope"], "nope.pt is missing"),
-    ("reblur_probe", ["--steps", "-1"], "--steps: must be a whole number ≥ 1"),
     ("reblur_eval", ["--sigma", "nan"], "--sigma: must be a finite noise level ≥ 0"),
     ("reblur_eval", ["--tta-sweep", "1e-3,-1", "--split", "tune"], "--tta-sweep: must be a finite number > 0"),
     ("reblur_eval", ["--readme", "nope.md"], "nope.md does not exist"),
+    ("reblur_eval", ["--split", "tune"], "the tune split is for --tta-sweep"),
+    ("reblur_eval", ["--trend-extra", "blind-tv"], "non-blind benchmark methods"),
+    ("reblur_eval", ["--align", "-1"], "--align"),
     ("adarevd_eval", ["--checkpoint", "/nope/adarevd"], "/nope/adarevd"),
     ("adarevd_eval", ["--tile", "16", "--overlap", "16"], "0 <= overlap < tile"),
     ("reversible_cost", ["--columns", "0"], "--columns: must be a whole number ≥ 1"),
@@ -38,13 +39,13 @@ MISTAKES = [
 
 #: the module of each command (python -m deblur_edu.MODULE)
 MODULES = {"iterations": "experiments.ch3_iterations", "backward_cost": "experiments.ch4_backward_cost",
-           "reblur_probe": "experiments.ch5_reblur_probe", "reblur_eval": "experiments.ch5_reblur_eval",
+           "reblur_eval": "experiments.ch5_reblur_eval",
            "adarevd_eval": "experiments.ch6_adarevd_eval", "reversible_cost": "experiments.ch6_reversible_cost",
            "tune": "bench.tune", "denoising": "experiments.ch2_denoising",
            "pnp_schedule": "experiments.ch2_pnp_schedule", "synthesis_speed": "experiments.synthesis_speed"}
 #: each command's first expensive step: reaching it means the mistake was not caught before the run
-RUN = {"iterations": "psnr_per_step", "backward_cost": "time_modes", "reblur_probe": "probe",
-       "reblur_eval": "judge_quality", "adarevd_eval": "per_sub_decoder", "reversible_cost": "measure",
+RUN = {"iterations": "psnr_per_step", "backward_cost": "time_modes",
+       "reblur_eval": "evaluate", "adarevd_eval": "per_sub_decoder", "reversible_cost": "measure",
        "tune": "tune_method", "denoising": "measure", "pnp_schedule": "sweep", "synthesis_speed": "measure"}
 
 

@@ -89,8 +89,9 @@ def test_training_cost_counts_the_checkpoints_a_model_is_built_on():
     from deblur_edu.zoo import WEIGHTS_DIR
 
     own = lambda name: load_metadata(WEIGHTS_DIR / f"{name}.pt")["training"]["wall_seconds"] / 60
+    bank = load_metadata(WEIGHTS_DIR / "reblur-cpu.pt")["training"]["first_stage_seconds"] / 60  # counted once
     total = compare.training_cost("reblur-cpu")["minutes"]
-    assert abs(total - (own("reblur-cpu") + own("reblur-l1-cpu") + own("reblur-module-cpu"))) < 1e-9
+    assert abs(total - (own("reblur-cpu") + bank + own("blind-refiner-cpu") + own("reblur-module-cpu"))) < 1e-9
     assert compare.training_cost("reblur-l1-cpu")["minutes"] == own("reblur-l1-cpu")
 
 
@@ -112,6 +113,26 @@ def test_update_reruns_the_named_methods_and_keeps_the_others(tmp_path, data_dir
     compare.main(["--quick", "--methods", "wiener-taper", "--json", str(out), "--update"])  # again: the footnote
     twice = json.loads(out.read_text())  # names the latest run only, the history keeps both
     assert len(twice["environment"]["updates"]) == 2 and compare.markdown(twice).count("Re-run later") == 1
+
+
+def test_drop_takes_methods_out_without_running_and_the_footnote_says_so(tmp_path, data_dir, monkeypatch, cli_error):
+    monkeypatch.setenv("DEBLUR_EDU_DATA", str(data_dir))
+    out = tmp_path / "cmp.json"
+    compare.main(["--quick", "--methods", "blurred,wiener-taper,tv", "--json", str(out)])
+    first = json.loads(out.read_text())
+    monkeypatch.setattr(compare, "evaluate", lambda *a: {**first["results"][0], "method": "tv", "psnr": 99.0})
+    compare.main(["--quick", "--methods", "tv", "--json", str(out), "--update"])
+    monkeypatch.setattr(compare, "evaluate", lambda *a: pytest.fail("--drop ran a method"))
+    compare.main(["--drop", "tv", "--json", str(out)])
+    dropped = json.loads(out.read_text())
+    assert [m["method"] for m in dropped["methods"]] == ["blurred", "wiener-taper"]
+    assert {r["method"] for r in dropped["results"]} == {"blurred", "wiener-taper"}
+    assert dropped["results"] == [r for r in first["results"] if r["method"] != "tv"]
+    table = compare.markdown(dropped)
+    assert "Taken out with `--drop`" in table and "`tv`" in table and "Re-run later" not in table
+    assert "not in the comparison" in cli_error(compare.main, ["--drop", "tv", "--json", str(out)])
+    assert "runs nothing" in cli_error(compare.main, ["--drop", "blurred", "--json", str(out), "--update"])
+    assert "name an existing one" in cli_error(compare.main, ["--drop", "blurred"])
 
 
 @pytest.mark.parametrize("argv, says", [

@@ -277,3 +277,65 @@ def test_the_guard_stops_when_the_output_is_no_longer_an_image():
     out, info = adapt_at_test_time(M_D, M_R, y, steps=5, lr=1e3)
     assert "diverged" in info.stopped and info.kept_step < 5
     assert torch.equal(out, M_D(y).detach()) if info.kept_step == 0 else out.abs().max() <= 2
+
+
+# ----- the two-stage deblurrer (chapter 5's base: blind TV, then a U-Net that corrects it) -----------------------
+def test_a_two_stage_pair_deblurs_from_a_first_estimate_and_its_sharp_image_is_its_own():
+    from deblur_edu.learned.blind_refiner import BlindRefiner
+
+    torch.manual_seed(0)
+    pair = ReblurDeblurrer(width=4, levels=1, two_stage=True, reblurrer=True, reblur_features=4, reblur_blocks=1)
+    assert isinstance(pair.deblurrer, BlindRefiner)
+    y, first, s = images(1), images(2), images(3)
+    assert torch.equal(pair(y, first=first), pair.deblurrer(y, first=first))
+    assert torch.equal(pair.deblur_sharp(s), pair.deblurrer(s, first=s))
+    with pytest.raises(ValueError, match="pass first"):
+        pair(y)
+    with pytest.raises(ValueError, match="channels must be 1"):
+        ReblurDeblurrer(channels=3, width=4, levels=1, two_stage=True)
+
+
+def test_a_two_stage_pair_routes_each_objective_to_its_own_network():
+    """As for the one-stage pair: M_D (the second stage) gets L1 + w·L_R with M_R frozen, M_R gets
+    L_blur + L_sharp on detached images, with M_D(S) the second stage applied to S as its own first estimate."""
+    torch.manual_seed(0)
+    pair = ReblurDeblurrer(width=4, levels=1, two_stage=True, reblur_weight=0.5, reblur_features=4, reblur_blocks=1)
+    b, first, s = images(4), images(5), images(6)
+    pair(b, sharp=s, first=first).backward()
+    together = {n: p.grad.clone() for n, p in pair.named_parameters()}
+    pair.zero_grad()
+    deblurred = pair.deblurrer(b, first=first)
+    with frozen(pair.reblurrer):
+        (F.l1_loss(deblurred, s) + 0.5 * supervised_reblur_loss(pair.reblurrer, deblurred, s)).backward()
+    with torch.no_grad():
+        deblurred, deblurred_sharp = pair.deblurrer(b, first=first), pair.deblurrer(s, first=s)
+    reblur_module_loss(pair.reblurrer, deblurred, b, deblurred_sharp).backward()
+    for name, p in pair.named_parameters():
+        assert torch.allclose(p.grad, together[name], atol=1e-7), name
+
+
+def test_adaptation_of_a_two_stage_deblurrer_keeps_its_first_estimate_and_needs_it():
+    from deblur_edu.learned.blind_refiner import BlindRefiner
+
+    torch.manual_seed(0)
+    M_D = BlindRefiner(width=4, levels=1)
+    y, first = images(7, n=1), images(8, n=1)
+    x_hat, info = adapt_at_test_time(M_D, PullToGrey(), y, steps=3, lr=1e-3, first=first)
+    assert x_hat.shape == y.shape and info.losses[-1] < info.losses[0]
+    with pytest.raises(ValueError, match="pass first"):
+        adapt_at_test_time(M_D, PullToGrey(), y, steps=1)
+    decoder = adapted_parameters(M_D, "decoder")
+    assert decoder and all(any(p is q for q in M_D.unet.parameters()) for p in decoder)
+    assert len(adapted_parameters(M_D, "head")) == 2 and adapted_parameters(M_D, "head")[0] is M_D.unet.head.weight
+
+
+def test_a_two_stage_pair_starts_from_the_shipped_blind_refiner():
+    from deblur_edu.zoo import pretrained
+    from deblur_edu.zoo.shipped import warm_start
+
+    pair = ReblurDeblurrer(width=16, levels=3, blocks=1, two_stage=True)
+    assert warm_start("reblur", pair, {"refiner_from": "blind-refiner-cpu"}) == ["deblurrer from blind-refiner-cpu"]
+    shipped = pretrained("blind-refiner-cpu")
+    assert all(torch.equal(a, b) for a, b in zip(pair.deblurrer.state_dict().values(), shipped.state_dict().values()))
+    with pytest.raises(ValueError, match="does not fit"):
+        warm_start("reblur", ReblurDeblurrer(width=16, levels=3), {"refiner_from": "blind-refiner-cpu"})

@@ -1,4 +1,4 @@
-"""Chapter 5's shipped two-stage blind deblurrer: how it was made, and the claims §5.10 and the README make of it."""
+"""Chapter 5's shipped two-stage blind deblurrer: how it was made, and the claims §5.3 and the README make of it."""
 
 import re
 from pathlib import Path
@@ -42,7 +42,7 @@ def scores(name: str) -> dict:
 
 @pytest.mark.parametrize("name", ["blind.json", "blind_levin.json"])
 def test_it_gains_more_than_blind_tv_and_sharpens_as_the_chapter_says(name):
-    """§5.10: more than blind TV at both noise levels on both benchmarks, still below TV told the kernel; at σ = 0.01
+    """§5.3: more than blind TV at both noise levels on both benchmarks, still below TV told the kernel; at σ = 0.01
     sharper than the blurry input by the blur measure, at σ = 0.03 (noise reads as detail) every blind method but
     blind TV scores blurrier than the input."""
     s = scores(name)
@@ -57,7 +57,7 @@ def test_it_gains_more_than_blind_tv_and_sharpens_as_the_chapter_says(name):
 
 @pytest.mark.parametrize("name", ["blind.json", "blind_levin.json"])
 def test_the_learned_prior_claims_of_section_5_9_hold(name):
-    """§5.9: handed the estimate, plug-and-play falls behind blind TV at σ = 0.01 and is level with it or a little
+    """§5.3: handed the estimate, plug-and-play falls behind blind TV at σ = 0.01 and is level with it or a little
     ahead at σ = 0.03; blind TV gains more than the end-to-end U-Net at both."""
     s = scores(name)
     assert s["blind-pnp", 0.01]["psnr"] < s["blind-tv", 0.01]["psnr"]

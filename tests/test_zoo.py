@@ -41,13 +41,13 @@ def test_every_load_is_a_new_model_that_the_caller_owns():
 def test_building_from_a_config_ignores_the_names_of_other_checkpoints(monkeypatch):
     monkeypatch.setattr(zoo_shipped, "pretrained", lambda *a, **k: pytest.fail("a checkpoint was read"))
     cfg = {**metadata("reblur-cpu")["config"]["model"]}
-    assert {"deblurrer_from", "reblurrer_from"} <= set(cfg) and not set(architecture("reblur", cfg)) & set(WARM_STARTS["reblur"])
+    assert {"refiner_from", "reblurrer_from"} <= set(cfg) and not set(architecture("reblur", cfg)) & set(WARM_STARTS["reblur"])
     MODELS["reblur"].build(cfg)
     MODELS["adarevd"].build(metadata("adarevd-cpu")["config"]["model"])
 
 
 def test_what_a_checkpoint_was_started_from_is_read_from_the_configs():
-    assert zoo_shipped.built_on("reblur-cpu") == ["reblur-l1-cpu", "reblur-module-cpu"]
+    assert zoo_shipped.built_on("reblur-cpu") == ["reblur-module-cpu", "blind-refiner-cpu"]
     assert zoo_shipped.built_on("adarevd-cpu") == ["reblur-l1-cpu"]
     assert zoo_shipped.built_on("rgdn-cpu") == ["denoiser-cpu"]
     assert zoo_shipped.built_on("rgdn-unet-cpu") == []

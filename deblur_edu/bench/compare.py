@@ -16,6 +16,9 @@ which commit — their seconds per image come from that later run. With ``--from
 ``--methods`` are not run again: their rows are taken from that benchmark run (``python -m deblur_edu.bench
 … --json BENCH.json``), which :func:`~deblur_edu.bench.run.evaluate` wrote as it writes this one's, if it
 measured the same protocol, both boundaries and both noise levels; the update names that run.
+``--drop METHODS`` takes methods out of the comparison in ``--json`` (whose checkpoints were retrained into
+something the comparison no longer shows, e.g. chapter 5's fine-tunings, which that chapter compares with intervals);
+it runs nothing, and the footnote's updates list the drop.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import torch
 
 from ..cli import names, user_errors
 from ..learned import AdaRevD, ReblurDeblurrer
-from ..runtime import pick_device, write_json
+from ..runtime import git_commit, pick_device, write_json
 from ..zoo.shipped import built_on, metadata
 from .methods import available_methods, get_method, load_defaults, shipped_model
 from .protocol import Benchmark, load_benchmark
@@ -41,7 +44,7 @@ from .run import check_methods, evaluate
 COMPARED = {
     "blurred": 1, "inverse": 2, "wiener": 2, "wiener-taper": 2, "rl-30": 2, "tv-circular": 2, "tv": 2, "hyper-laplacian": 2,
     "pnp": 2, "rgdn": 3, "deq-jfb": 4, "deq-implicit": 4,
-    "blind-tv": 5, "blind-refiner": 5, "reblur-l1": 5, "reblur-l1-ft": 5, "reblur": 5, "reblur-tta": 5, "adarevd": 6,
+    "blind-tv": 5, "blind-refiner": 5, "reblur-l1": 6, "adarevd": 6,
 }
 #: quick mode: fast methods of every chapter, one image, two kernels, small crops
 QUICK = ("blurred", "wiener-taper", "tv", "rgdn", "reblur-l1", "adarevd")
@@ -116,20 +119,27 @@ def markdown(out: dict) -> str:
                   f"Split `{env['split']}`: images {', '.join(env['images'])} ({env['crop']}² crops) × {env['kernels']} "
                   f"kernels; {env['cpu']}, {env['torch_threads']} threads, torch {env['torch']}, {env['device']}; "
                   f"commit `{env['commit'][:10]}`."]
-    for u, methods in latest_updates(env.get("updates", [])):
+    shown = {m["method"] for m in out["methods"]}
+    for u, methods in latest_updates(env.get("updates", []), shown):
         lines[-1] += (f" Re-run later with `--update` ({u['date'][:10]}, commit `{u['commit'][:10]}`): "
                       f"{', '.join(f'`{m}`' for m in methods)}; their seconds per image are from that run.")
+    for u in env.get("updates", []):
+        gone = [m for m in u.get("dropped", []) if m not in shown]  # a method added back later is in the table again
+        if gone:
+            lines[-1] += (f" Taken out with `--drop` ({u['date'][:10]}, commit `{u['commit'][:10]}`): "
+                          f"{', '.join(f'`{m}`' for m in gone)}.")
     return "\n".join(lines)
 
 
-def latest_updates(updates: list[dict]) -> list[tuple[dict, list[str]]]:
+def latest_updates(updates: list[dict], shown: set[str] | None = None) -> list[tuple[dict, list[str]]]:
     """Each ``--update`` run with the methods whose numbers it still holds (a method re-run again later
-    counts for the later run only); runs that hold none are left out. Oldest first."""
+    counts for the later run only; with ``shown``, only methods still in the table); runs that hold none
+    are left out. Oldest first."""
     seen: set[str] = set()
     kept = []
     for u in reversed(updates):
-        methods = [m for m in u["methods"] if m not in seen]
-        seen.update(u["methods"])
+        methods = [m for m in u.get("methods", []) if m not in seen and (shown is None or m in shown)]
+        seen.update(u.get("methods", []))
         if methods:
             kept.append((u, methods))
     return kept[::-1]
@@ -168,6 +178,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--readme", default=None, help="write the table into this README's <!-- compare --> block")
     p.add_argument("--figure", default=None, help="write the PSNR-against-time figure (PNG) here")
     p.add_argument("--device", default=None)
+    p.add_argument("--drop", type=names, default=None, metavar="METHODS",
+                   help="comma-separated methods to take out of the comparison in --json (nothing is run)")
     p.add_argument("--update", action="store_true",
                    help="re-run only --methods and merge them into the comparison in --json (the others are kept)")
     p.add_argument("--from-bench", default=None, metavar="BENCH_JSON",
@@ -281,11 +293,36 @@ def merge(old: dict, new: dict) -> dict:
             "environment": {**a, "updates": [*a.get("updates", []), update]}}
 
 
+def drop(old: dict, methods: list[str], command: str) -> dict:
+    """``old`` without ``methods`` (each must be in it); ``updates`` records the drop."""
+    present = {m["method"] for m in old["methods"]}
+    missing = [m for m in methods if m not in present]
+    if missing:
+        raise ValueError(f"--drop: {', '.join(missing)} not in the comparison (it has {', '.join(sorted(present))}).")
+    gone = set(methods)
+    update = {"dropped": sorted(gone), "commit": git_commit(), "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
+              "command": command}
+    return {**old, "results": [r for r in old["results"] if r["method"] not in gone],
+            "methods": [m for m in old["methods"] if m["method"] not in gone],
+            "environment": {**old["environment"], "updates": [*old["environment"].get("updates", []), update]}}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = parser()
     args = p.parse_args(argv)
     args.argv = argv
+    if args.drop:
+        with user_errors(p):
+            if not args.json or not Path(args.json).is_file():
+                raise ValueError("--drop takes methods out of the comparison in --json: name an existing one.")
+            if args.update or args.methods or args.from_bench or args.quick:
+                raise ValueError("--drop runs nothing: leave out --update, --methods, --from-bench and --quick.")
+            if args.readme:
+                block_bounds(args.readme, "compare")
+            out = drop(json.loads(Path(args.json).read_text()), args.drop,
+                       "python -m deblur_edu.bench.compare " + " ".join(argv))
+        return finish(args, out)
     with user_errors(p):  # a mistake in the arguments: one line, exit 2, before the run
         prepared = prepare(args)
         old = json.loads(Path(args.json).read_text()) if args.update else None
@@ -298,6 +335,11 @@ def main(argv: list[str] | None = None) -> int:
         out = run(args, prepared=prepared)
     if old is not None:
         out = merge(old, out)
+    return finish(args, out)
+
+
+def finish(args: argparse.Namespace, out: dict) -> int:
+    """Print the table; write the JSON, the README block and the figure that were asked for."""
     table = markdown(out)
     print(table)
     if args.json:

@@ -20,6 +20,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..classical import hyper_laplacian, inverse_filter, richardson_lucy, tv_admm, wiener, wiener_padded
 from ..classical.blind_deconvolution import blind_deconvolve
@@ -209,17 +210,22 @@ def _pnp(y, k, sigma, lam, defaults):
 #: test-time adaptation of the chapter-5 deblurrer (Nah et al. 2022); the learning rate is the one
 #: ``python -m deblur_edu.experiments.ch5_reblur_eval --split tune --tta-sweep ...`` chose on the *tune* split
 #: (benchmarks/reblur_tta_tune.json; tests/test_shipped_reblur.py keeps the two equal)
-REBLUR_TTA = {"steps": 5, "lr": 3e-5, "parameters": "all"}
+REBLUR_TTA = {"steps": 5, "lr": 1e-4, "parameters": "all"}
+
+
+def adapt_each(pair: nn.Module, y: torch.Tensor, first: torch.Tensor, tta: dict | None = None) -> torch.Tensor:
+    """Per-image test-time adaptation of a two-stage pair's ``M_D`` (:func:`~deblur_edu.learned.adapt_at_test_time`,
+    settings ``tta``, default :data:`REBLUR_TTA`): each image gets its own adapted copy (the algorithm adapts to
+    one image, so the loop over images is the method itself)."""
+    tta = REBLUR_TTA if tta is None else tta
+    with torch.enable_grad():
+        return torch.cat([adapt_at_test_time(pair.deblurrer, pair.reblurrer, y[i : i + 1], first=first[i : i + 1],
+                                             **tta)[0] for i in range(y.shape[0])])
 
 
 def _reblur_tta(y, k, sigma, weight, defaults):
-    """Per-image test-time adaptation: each image gets its own adapted copy of ``M_D``
-    (the algorithm adapts to one image, so the loop over images is the method itself)."""
-    model = shipped_model("reblur-cpu", y.device)
-    with torch.enable_grad():
-        outs = [adapt_at_test_time(model.deblurrer, model.reblurrer, y[i : i + 1], **REBLUR_TTA)[0]
-                for i in range(y.shape[0])]
-    return torch.cat(outs)
+    """Blind TV's estimates of the whole batch, then :func:`adapt_each` with the shipped ``reblur-cpu``."""
+    return adapt_each(shipped_model("reblur-cpu", y.device), y, METHODS["blind-tv"](y, k, sigma, defaults))
 
 
 METHODS: dict[str, Method] = {
@@ -274,19 +280,20 @@ METHODS: dict[str, Method] = {
                "CNN once on the Tikhonov start (the DEQ's size, no equilibrium), shipped checkpoint",
                checkpoint="feedforward-cpu"),
         Method("reblur-l1", _shipped("reblur-l1-cpu"), None, [],
-               "blind U-Net deblurrer trained with L1 only (chapter 5), shipped checkpoint",
-               checkpoint="reblur-l1-cpu", blind=True),
-        Method("reblur-l1-ft", _shipped("reblur-l1-ft-cpu"), None, [],
-               "the L1 U-Net fine-tuned 600 more steps with L1 alone: the control of reblur, shipped checkpoint",
-               checkpoint="reblur-l1-ft-cpu", blind=True),
-        Method("reblur", _shipped("reblur-cpu"), None, [],
-               "the L1 U-Net fine-tuned 600 steps with L1 + supervised reblurring loss (Nah et al. 2022), "
-               "a frozen reblurring module as critic, shipped checkpoint", checkpoint="reblur-cpu", blind=True),
-        Method("reblur-tta", _reblur_tta, None, [],
-               "the L1 + reblur U-Net adapted per image by the self-supervised reblurring loss, shipped checkpoint",
+               "end-to-end blind U-Net trained with L1 on 13-px shakes (the encoder of chapter 6's AdaRevD), "
+               "shipped checkpoint", checkpoint="reblur-l1-cpu", blind=True),
+        Method("reblur-l1-ft", _refined("reblur-l1-ft-cpu", "blind-tv"), None, [],
+               "chapter 5's two-stage deblurrer (blind-refiner) fine-tuned 600 more steps with L1 alone: the control "
+               "of reblur, shipped checkpoint", checkpoint="reblur-l1-ft-cpu", blind=True),
+        Method("reblur", _refined("reblur-cpu", "blind-tv"), None, [],
+               "chapter 5's two-stage deblurrer (blind-refiner) fine-tuned 600 steps with L1 + supervised reblurring "
+               "loss (Nah et al. 2022), a frozen reblurring module as critic, shipped checkpoint",
                checkpoint="reblur-cpu", blind=True),
+        Method("reblur-tta", _reblur_tta, None, [],
+               "reblur adapted per image by the self-supervised reblurring loss (its second stage only), "
+               "shipped checkpoint", checkpoint="reblur-cpu", blind=True),
         Method("adarevd", _shipped("adarevd-cpu"), None, [],
-               "chapter 5's L1 U-Net encoder, frozen, with reversible sub-decoders (AdaRevD, Mao et al. 2024), "
+               "the end-to-end L1 U-Net's encoder (reblur-l1), frozen, with reversible sub-decoders (AdaRevD, Mao et al. 2024), "
                "whole image through every sub-decoder, shipped checkpoint", checkpoint="adarevd-cpu", blind=True),
     ]
 }

@@ -236,20 +236,20 @@ def fallback_benchmark(split: str, crop: int, reason: Exception) -> Benchmark:
     return bench
 
 
-# ----- chapter 5's kernels --------------------------------------------------------------
-#: chapter 5's kernels: camera shakes of the training size, from seeds no training sample uses
+# ----- the end-to-end U-Net's kernels (chapter 6) --------------------------------------------------------------
+#: the end-to-end blind U-Net's kernels (chapter 6's encoder): camera shakes of its training size, from seeds no training sample uses
 SHAKE_SIZE = 13
 SHAKE_SEEDS = {"test": 10**9, "tune": 2 * 10**9, "extra": 3 * 10**9}
 
 
 def shake_kernels(split: str, n: int = 8) -> list[torch.Tensor]:
-    """Chapter 5's kernels: ``n`` camera shakes of ``SHAKE_SIZE`` px from seeds no training sample uses."""
+    """The end-to-end U-Net's kernels: ``n`` camera shakes of ``SHAKE_SIZE`` px from seeds no training sample uses."""
     return [camera_shake(SHAKE_SIZE, torch.Generator().manual_seed(SHAKE_SEEDS[split] + j)) for j in range(n)]
 
 
 def chapter_benchmark(split: str = "test", kernels: str = "shakes", crop: int | None = None,
                       data_dir: str | None = None) -> Benchmark:
-    """Set12 (the split's images) with chapter 5's camera shakes, or with Levin's kernels."""
+    """Set12 (the split's images) with the end-to-end U-Net's camera shakes (13 px), or with Levin's kernels."""
     if kernels not in ("shakes", "levin"):
         raise ValueError(f"kernels must be 'shakes' or 'levin', got {kernels!r}.")
     bench = load_benchmark(split, crop=crop, data_dir=data_dir, fallback=True)

@@ -1,4 +1,4 @@
-r"""The classical blind baseline's settings, compared on the tune split (chapter 5, §5.9).
+r"""The classical blind baseline's settings, compared on the tune split (chapter 5, §5.3).
 
     python -m deblur_edu.experiments.ch5_blind_settings [--json benchmarks/blind_settings.json]
 

@@ -1,4 +1,4 @@
-r"""What a kernel's place in its frame costs a blind method (chapter 5, §5.9).
+r"""What a kernel's place in its frame costs a blind method (chapter 5, §5.3).
 
     python -m deblur_edu.experiments.ch5_blind_shift [--json benchmarks/blind_shift.json]
 

@@ -4,10 +4,10 @@
         [--split test] [--crop N] [--tile 64] [--overlap 16] [--chunk 32] [--knobs -2 -1 0 1] [--repeats 3]
         [--json OUT] [--readme README.md] [--memory benchmarks/reversible_cost.json] [--record]
 
-On chapter 5's benchmark (Set12's test images × 8 camera shakes of 13 px that no training
-sample uses, ``valid`` blur, σ = 0.01; :func:`deblur_edu.experiments.ch5_reblur_eval.chapter_benchmark`):
+On the encoder's own kind of blur (Set12's test images × 8 camera shakes of 13 px that no training
+sample uses, ``valid`` blur, σ = 0.01; :func:`deblur_edu.bench.protocol.chapter_benchmark`):
 
-1. **PSNR/SSIM after each sub-decoder** on whole images, beside the chapter-5 U-Net whose
+1. **PSNR/SSIM after each sub-decoder** on whole images, beside the end-to-end U-Net whose
    encoder is frozen (its own decoder) — does more decoding help?
 2. **Patch exiting**: tiled inference with overlap blending, every tile through all N
    sub-decoders (the reference), against :func:`~deblur_edu.learned.patch_exit.adaptive_deblur`
@@ -54,7 +54,7 @@ def load_adarevd(checkpoint: str | Path) -> AdaRevD:
 
 @torch.no_grad()
 def per_sub_decoder(model: AdaRevD, bench: Benchmark) -> dict:
-    """Mean PSNR/SSIM after each sub-decoder (whole images), and the chapter-5 U-Net's."""
+    """Mean PSNR/SSIM after each sub-decoder (whole images), and the end-to-end U-Net's."""
     unet = pretrained("reblur-l1-cpu")
     n = len(model.decoder.columns)
     cols: dict[str, list[torch.Tensor]] = {f"{m}_{i}": [] for m in ("psnr", "ssim") for i in range(1, n + 1)}

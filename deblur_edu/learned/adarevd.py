@@ -1,4 +1,4 @@
-r"""AdaRevD in miniature: a frozen chapter-5 encoder, reversible sub-decoders and a classifier.
+r"""AdaRevD in miniature: a frozen U-Net encoder, reversible sub-decoders and a classifier.
 
 Mao, Li & Wang, "AdaRevD: Adaptive Patch Exiting Reversible Decoder Pushes the Limit of
 Image Deblurring" (CVPR 2024) in three parts, each in its own module:
@@ -11,7 +11,7 @@ Image Deblurring" (CVPR 2024) in three parts, each in its own module:
 
     L = (1/N) Σ_i [ ‖x̂_i − x‖₁ + 0.01·mean|FFT(x̂_i) − FFT(x)| ]  +  w_c · CE(classifier(e_L), class(y, x))
 
-The encoder is chapter 5's L1-trained U-Net (its config's ``encoder: reblur-l1-cpu`` copies that
+The encoder is the end-to-end L1-trained blind U-Net (its config's ``encoder: reblur-l1-cpu`` copies that
 checkpoint's deblurrer in when training starts, :mod:`deblur_edu.zoo.shipped`): its decoder is
 dropped, its encoder frozen (AdaRevD freezes a trained UFPNet/NAFNet encoder).
 """
@@ -55,7 +55,7 @@ class AdaRevD(nn.Module):
                  channels: int = 1):
         super().__init__()
         if channels != 1:
-            raise ValueError(f"the chapter-5 encoders are grey-scale: channels must be 1, got {channels}.")
+            raise ValueError(f"the encoders are grey-scale: channels must be 1, got {channels}.")
         self.channels = channels
         unet = encoder if encoder is not None else UNet(1, width, levels, blocks)
         self.decoder = ReversibleDecoder(unet, columns, reversible,

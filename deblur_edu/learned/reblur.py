@@ -29,11 +29,17 @@ own objective: ``M_R`` is frozen inside the deblurrer's loss, and the deblurred 
 detached inside ``M_R``'s loss (:func:`reblur_training_loss`). The two parameter sets are
 disjoint, so this is the alternating scheme with both halves computed at the same iterate.
 
-**In stages** (``frozen=``; a config's ``deblurrer_from`` / ``reblurrer_from`` start a run from a shipped
-checkpoint's networks, :mod:`deblur_edu.zoo.shipped`). Trained jointly on chapter 5's
-CPU budget, ``M_R`` stays at the identity (:mod:`deblur_edu.experiments.ch5_reblur_probe`). The chapter therefore
-trains ``M_R`` alone against a finished, frozen deblurrer first, then fine-tunes that deblurrer
-with ``M_R`` frozen as a fixed critic.
+**Two-stage deblurrer** (``two_stage=True``): ``M_D`` is chapter 5's
+:class:`~.blind_refiner.BlindRefiner`, ``L̂ = x̂₀ + U([B, x̂₀])`` with ``x̂₀`` blind TV's estimate, read
+from a bank in training (:mod:`deblur_edu.first_stage`). Its deblurred sharp image is ``M_D(S) = S + U([S, S])``:
+the first stage of a sharp image is the image itself.
+
+**In stages** (``frozen=``; a config's ``deblurrer_from`` / ``reblurrer_from`` / ``refiner_from`` start a run
+from a shipped checkpoint's networks, :mod:`deblur_edu.zoo.shipped`). Trained jointly on chapter 5's
+CPU budget, ``M_R`` stays near the identity while the deblurrer changes under it, and the deblurrer's loss falls
+back to L1. The chapter therefore trains ``M_R`` alone against a finished, frozen deblurrer first
+(:mod:`deblur_edu.experiments.ch5_reblur_eval` measures whether it learned to reblur), then fine-tunes that
+deblurrer with ``M_R`` frozen as a fixed critic.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checks import MAX_PLAUSIBLE_VALUE, check_image, check_iterations, check_positive
+from .blind_refiner import BlindRefiner
 from .unet import ResBlock, UNet
 
 ADAPT_PARAMETERS = ("all", "decoder", "head")
@@ -91,46 +98,52 @@ def frozen(module: nn.Module) -> Iterator[nn.Module]:
 def reblur_module_loss(M_R: nn.Module, deblurred: torch.Tensor, blurred: torch.Tensor,
                        deblurred_sharp: torch.Tensor, sharp_weight: float = 1.0) -> torch.Tensor:
     """``L_blur + w·L_sharp = ‖M_R(L̂) − B‖₁ + w‖M_R(M_D(S)) − M_D(S)‖₁`` — trains ``M_R`` only
-    (both deblurred images are detached). The paper weighs the two terms equally (``w = 1``);
-    :mod:`deblur_edu.experiments.ch5_reblur_probe` measures what a smaller ``w`` does."""
-    deblurred, deblurred_sharp = deblurred.detach(), deblurred_sharp.detach()
+    (both deblurred images are detached, and clamped to [0, 1]: ``M_R`` is handed images). The paper weighs the two terms equally (``w = 1``); a smaller
+    ``w`` lets ``M_R`` blur whatever it sees, sharp images included."""
+    deblurred, deblurred_sharp = deblurred.detach().clamp(0, 1), deblurred_sharp.detach().clamp(0, 1)  # images
     return F.l1_loss(M_R(deblurred), blurred) + sharp_weight * F.l1_loss(M_R(deblurred_sharp), deblurred_sharp)
 
 
 def supervised_reblur_loss(M_R: nn.Module, deblurred: torch.Tensor, sharp: torch.Tensor) -> torch.Tensor:
     """``‖M_R(L̂) − M_R(S)‖₁``: the blur ``M_R`` can still amplify in ``L̂``, compared with the
-    (small) amount it finds in the sharp image. ``M_R(S)`` is a fixed target."""
+    (small) amount it finds in the sharp image. ``M_R(S)`` is a fixed target. ``M_R`` is handed images:
+    ``L̂`` clamped to [0, 1] (pixels outside get no gradient from this term; L1 still pulls them in)."""
     with torch.no_grad():
         target = M_R(sharp)
-    return F.l1_loss(M_R(deblurred), target)
+    return F.l1_loss(M_R(deblurred.clamp(0, 1)), target)
 
 
 def self_supervised_reblur_loss(M_R: nn.Module, deblurred: torch.Tensor) -> torch.Tensor:
-    """``‖M_R(L̂) − sg(L̂)‖₁``: how much ``M_R`` changes ``L̂`` — zero for a clean image."""
+    """``‖M_R(L̂) − sg(L̂)‖₁``: how much ``M_R`` changes ``L̂`` — zero for a clean image. Unlike the training
+    losses, ``L̂`` is not clamped here: adaptation moves every pixel, and its guard stops it when the output leaves
+    the range of an image (:func:`adapt_at_test_time`)."""
     return F.l1_loss(M_R(deblurred), deblurred.detach())
 
 
-def build_reblurrer(shape: str, channels: int, features: int, blocks: int) -> nn.Module:
-    """``M_R`` of the chapter's shape (``resnet``: :class:`Reblurrer`) or a 2-level :class:`~.unet.UNet`
-    (``unet``: already of the form ``z + U(z)``, with a window wider than the blur)."""
+def build_reblurrer(shape: str, channels: int, features: int, blocks: int, levels: int = 2) -> nn.Module:
+    """``M_R`` of the chapter's shape (``resnet``: :class:`Reblurrer`) or a :class:`~.unet.UNet` of
+    ``levels`` levels (``unet``: already of the form ``z + U(z)``, with a window wider than the blur;
+    each level doubles it)."""
     if shape not in REBLURRER_SHAPES:
         raise ValueError(f"unknown reblurrer shape {shape!r}; choose one of {REBLURRER_SHAPES}.")
     if shape == "unet":
-        return UNet(channels, features, levels=2, blocks=blocks)
+        return UNet(channels, features, levels=levels, blocks=blocks)
     return Reblurrer(channels, features, blocks)
 
 
 class ReblurDeblurrer(nn.Module):
-    """The pair trained together: the blind deblurrer ``M_D`` (a :class:`~.unet.UNet`) and,
+    """The pair trained together: the blind deblurrer ``M_D`` (a :class:`~.unet.UNet`, or with
+    ``two_stage`` a :class:`~.blind_refiner.BlindRefiner`) and,
     when ``reblur_weight > 0``, the reblurring module ``M_R``. Calling it deblurs.
 
     Args:
         channels, width, levels, blocks: the U-Net.
+        two_stage: ``M_D`` corrects a first estimate ``x̂₀`` (pass ``first=`` when calling; one channel).
         reblur_weight: weight of the supervised reblurring loss (0: the deblurrer learns from L1 only).
         reblurrer: train ``M_R`` too (default: when ``reblur_weight > 0``). With
             ``reblur_weight = 0`` and ``reblurrer=True``, ``M_R`` learns beside an L1 deblurrer
             without influencing it — an independent judge for evaluation.
-        reblur_features, reblur_blocks: ``M_R``'s size.
+        reblur_features, reblur_blocks, reblur_levels: ``M_R``'s size (levels: of the ``unet`` shape).
         schedule: ``"joint"`` or ``"alternate"`` (module docstring).
         reblurrer_shape: ``"resnet"`` (the paper's) or ``"unet"`` (:func:`build_reblurrer`).
         frozen: ``"deblurrer"`` or ``"reblurrer"``: that network keeps its weights. A frozen
@@ -148,7 +161,7 @@ class ReblurDeblurrer(nn.Module):
     def __init__(self, channels: int = 1, width: int = 16, levels: int = 2, blocks: int = 1,
                  reblur_weight: float = 0.0, reblurrer: bool | None = None, reblur_features: int = 32,
                  reblur_blocks: int = 2, schedule: str = "joint", reblurrer_shape: str = "resnet",
-                 frozen: str | None = None):
+                 frozen: str | None = None, two_stage: bool = False, reblur_levels: int = 2):
         super().__init__()
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES}.")
@@ -158,10 +171,13 @@ class ReblurDeblurrer(nn.Module):
             raise ValueError(f"reblur_weight must be >= 0, got {reblur_weight}.")
         if reblurrer is False and reblur_weight > 0:
             raise ValueError("reblur_weight > 0 needs the reblurring module: leave reblurrer unset or True.")
-        self.channels, self.reblur_weight = channels, reblur_weight
-        self.deblurrer = UNet(channels, width, levels, blocks)
+        if two_stage and channels != 1:
+            raise ValueError(f"two_stage=True corrects a grey first estimate: channels must be 1, got {channels}.")
+        self.channels, self.reblur_weight, self.two_stage = channels, reblur_weight, two_stage
+        self.deblurrer = BlindRefiner(width, levels, blocks) if two_stage else UNet(channels, width, levels, blocks)
         with_reblurrer = reblur_weight > 0 if reblurrer is None else reblurrer
-        self.reblurrer = build_reblurrer(reblurrer_shape, channels, reblur_features, reblur_blocks) if with_reblurrer else None
+        self.reblurrer = build_reblurrer(reblurrer_shape, channels, reblur_features, reblur_blocks,
+                                         reblur_levels) if with_reblurrer else None
         if frozen is not None and self.reblurrer is None:
             raise ValueError(f"frozen={frozen!r} needs the reblurring module: set reblur_weight > 0 or reblurrer=True.")
         self.frozen = frozen
@@ -176,23 +192,35 @@ class ReblurDeblurrer(nn.Module):
                 raise ValueError("schedule='alternate' alternates two trained networks; with one frozen, use 'joint'.")
             self.register_buffer("updates", torch.zeros((), dtype=torch.long))  # saved: --resume keeps the parity
 
-    def forward(self, y: torch.Tensor, k: torch.Tensor | None = None,
-                sharp: torch.Tensor | None = None) -> torch.Tensor:
-        """Deblur ``y`` (``k`` is ignored: blind). Given the ``sharp`` images too, return the
-        training loss instead (:func:`reblur_training_loss`) — so that the training loop
-        calls it through ``forward``, as DistributedDataParallel requires."""
+    def deblur(self, y: torch.Tensor, first: torch.Tensor | None = None) -> torch.Tensor:
+        """``M_D(y)``, or ``M_D(y, x̂₀)`` for the two-stage deblurrer (which raises without ``first``)."""
+        return self.deblurrer(y, first=first) if self.two_stage else self.deblurrer(y)
+
+    def deblur_sharp(self, sharp: torch.Tensor) -> torch.Tensor:
+        """``M_D(S)``: the deblurrer applied to a sharp image (for two stages, ``S`` is its own first estimate)."""
+        return self.deblur(sharp, sharp if self.two_stage else None)
+
+    def forward(self, y: torch.Tensor, k: torch.Tensor | None = None, sharp: torch.Tensor | None = None,
+                first: torch.Tensor | None = None, reblur_target: torch.Tensor | None = None) -> torch.Tensor:
+        """Deblur ``y`` (``k`` is ignored: blind; ``first``: the two-stage deblurrer's ``x̂₀``). Given the
+        ``sharp`` images too, return the training loss instead (:func:`reblur_training_loss`; ``reblur_target``:
+        what ``M_R`` rebuilds, default ``y``) — so that the training loop calls it through ``forward``, as
+        DistributedDataParallel requires."""
         if sharp is None:
-            return self.deblurrer(y)
-        return reblur_training_loss(self, y, sharp)
+            return self.deblur(y, first)
+        return reblur_training_loss(self, y, sharp, first, reblur_target)
 
 
-def reblur_training_loss(model: ReblurDeblurrer, blurred: torch.Tensor, sharp: torch.Tensor) -> torch.Tensor:
+def reblur_training_loss(model: ReblurDeblurrer, blurred: torch.Tensor, sharp: torch.Tensor,
+                         first: torch.Tensor | None = None, reblur_target: torch.Tensor | None = None) -> torch.Tensor:
     """``‖L̂ − S‖₁ + w·L_R`` for ``M_D`` plus ``L_blur + L_sharp`` for ``M_R`` (see the module
     docstring for how one step updates both); with ``schedule="alternate"``, only one of the
-    two, in turn (``M_R`` first); a ``frozen`` network's loss is left out."""
+    two, in turn (``M_R`` first); a ``frozen`` network's loss is left out. ``reblur_target``: the image
+    ``M_R`` learns to rebuild in ``L_blur`` (default the blurry input; the same image without its noise,
+    which no module can predict, gives it a cleaner signal)."""
     M_R = model.reblurrer
     if M_R is None:
-        return F.l1_loss(model.deblurrer(blurred), sharp)
+        return F.l1_loss(model.deblur(blurred, first), sharp)
     train_D = train_R = True
     if model.schedule == "alternate":
         train_R = int(model.updates) % 2 == 0
@@ -201,7 +229,7 @@ def reblur_training_loss(model: ReblurDeblurrer, blurred: torch.Tensor, sharp: t
     train_D, train_R = train_D and model.frozen != "deblurrer", train_R and model.frozen != "reblurrer"
     loss = torch.zeros((), device=blurred.device)
     with torch.set_grad_enabled(train_D and torch.is_grad_enabled()):
-        deblurred = model.deblurrer(blurred)
+        deblurred = model.deblur(blurred, first)
     if train_D:
         loss = loss + F.l1_loss(deblurred, sharp)
         if model.reblur_weight > 0:
@@ -209,8 +237,9 @@ def reblur_training_loss(model: ReblurDeblurrer, blurred: torch.Tensor, sharp: t
                 loss = loss + model.reblur_weight * supervised_reblur_loss(M_R, deblurred, sharp)
     if train_R:
         with torch.no_grad():
-            deblurred_sharp = model.deblurrer(sharp)
-        loss = loss + reblur_module_loss(M_R, deblurred, blurred, deblurred_sharp)
+            deblurred_sharp = model.deblur_sharp(sharp)
+        target = blurred if reblur_target is None else reblur_target
+        loss = loss + reblur_module_loss(M_R, deblurred, target, deblurred_sharp)
     return loss
 
 
@@ -224,23 +253,27 @@ class AdaptInfo:
     stopped: str = "steps done"
 
 
-def adapted_parameters(M_D: UNet, which: str) -> list[nn.Parameter]:
+def adapted_parameters(M_D: UNet | BlindRefiner, which: str) -> list[nn.Parameter]:
     """The parameters test-time adaptation may change: ``all``, the ``decoder`` (up-sampling,
-    decoder stages and head) or the ``head`` only."""
+    decoder stages and head) or the ``head`` only (of a two-stage deblurrer's U-Net)."""
     if which not in ADAPT_PARAMETERS:
         raise ValueError(f"unknown parameter set {which!r}; choose one of {ADAPT_PARAMETERS}.")
     if which == "all":
         return list(M_D.parameters())
-    modules = [M_D.head] if which == "head" else [M_D.ups, M_D.decoders, M_D.head]
+    net = M_D.unet if isinstance(M_D, BlindRefiner) else M_D
+    modules = [net.head] if which == "head" else [net.ups, net.decoders, net.head]
     return [p for m in modules for p in m.parameters()]
 
 
-def adapt_at_test_time(M_D: UNet, M_R: nn.Module, y: torch.Tensor, steps: int = 5, lr: float = 1e-5,
-                       parameters: str = "all", tolerance: float = 1.0) -> tuple[torch.Tensor, AdaptInfo]:
+def adapt_at_test_time(M_D: UNet | BlindRefiner, M_R: nn.Module, y: torch.Tensor, steps: int = 5, lr: float = 1e-5,
+                       parameters: str = "all", tolerance: float = 1.0,
+                       first: torch.Tensor | None = None) -> tuple[torch.Tensor, AdaptInfo]:
     """Adapt a *copy* of ``M_D`` to the blurry images ``y`` with Adam on the self-supervised
     reblurring loss ``‖M_R(M_D(y)) − sg(M_D(y))‖₁``, ``M_R`` frozen.
 
     All images of ``y`` share the adapted weights: pass one image for per-image adaptation.
+    A two-stage ``M_D`` (:class:`~.blind_refiner.BlindRefiner`) is handed its first estimate ``first``
+    (fixed: only the second stage adapts).
 
     **What a step does.** Because of the stop-gradient, the update is not a descent step on
     the loss it measures: with ``M_R(z) = z + body(z)``, the gradient with respect to the
@@ -260,12 +293,14 @@ def adapt_at_test_time(M_D: UNet, M_R: nn.Module, y: torch.Tensor, steps: int = 
     check_iterations(steps, "steps")
     check_positive(lr, "lr")
     check_positive(tolerance, "tolerance")
+    if isinstance(M_D, BlindRefiner) and first is None:
+        raise ValueError("a two-stage deblurrer adapts on its first estimate too: pass first=x̂₀ (blind TV's estimate of y).")
     model = copy.deepcopy(M_D).train()
     optimiser = torch.optim.Adam(adapted_parameters(model, parameters), lr=lr)
     info, kept = AdaptInfo(), None
     with frozen(M_R):
         for step in range(steps + 1):
-            x_hat = model(y)
+            x_hat = model(y) if first is None else model(y, first=first)
             peak = float(x_hat.detach().abs().amax())
             if not peak <= MAX_PLAUSIBLE_VALUE:  # NaN, Inf or far outside [0, 1]: no longer an image
                 info.stopped = f"output diverged (values up to {peak:.3g}): kept the output from before"

@@ -31,6 +31,8 @@ def deblurred(model: nn.Module, batch: dict) -> torch.Tensor:
     (:data:`NON_BLIND`; each says with ``uses_sigma`` whether it uses σ), ``model(y, k)`` otherwise."""
     if isinstance(getattr(model, "module", model), NON_BLIND):  # getattr: a DDP-wrapped model
         return model(batch["blurred"], batch["kernel"], batch["sigma"])
+    if "first" in batch:  # a second stage, handed the first stage's estimate (e.g. chapter 5's two-stage pair)
+        return refined(model, batch)
     return model(batch["blurred"], batch["kernel"])
 
 
@@ -65,6 +67,8 @@ def self_computed_loss(model: nn.Module, batch: dict) -> torch.Tensor:
     """The loss the model's forward computes when given the sharp images (chapter 5's L1 +
     reblurring losses, chapter 6's multi-decoder loss): a model whose loss needs more than
     ``model(y, k)`` computes it itself, as DistributedDataParallel requires."""
+    if "first" in batch:  # a two-stage deblurrer's batch from a first stage's bank: no kernel, x̂₀ instead
+        return model(batch["blurred"], sharp=batch["sharp"], first=batch["first"], reblur_target=batch.get("blurred_clean"))
     return model(batch["blurred"], batch["kernel"], sharp=batch["sharp"])
 
 
@@ -83,7 +87,8 @@ def denoising_loss(model: nn.Module, batch: dict) -> torch.Tensor:
 #: config keys naming a shipped checkpoint a model starts its training from:
 #: model name → {key: (this model's part, that checkpoint's part)} (parts as dotted attribute paths)
 WARM_STARTS: dict[str, dict[str, tuple[str, str]]] = {
-    "reblur": {"deblurrer_from": ("deblurrer", "deblurrer"), "reblurrer_from": ("reblurrer", "reblurrer")},
+    "reblur": {"deblurrer_from": ("deblurrer", "deblurrer"), "reblurrer_from": ("reblurrer", "reblurrer"),
+               "refiner_from": ("deblurrer", "")},  # the two-stage pair's M_D: a blind-refiner checkpoint, whole
     "adarevd": {"encoder": ("decoder.encoder", "deblurrer")},
     "deq": {"denoiser_from": ("denoiser", "")},  # the hqs form's denoiser: chapter 2's, whole
     "feedforward": {"denoiser_from": ("denoiser", "")},  # the unet prior's, likewise

@@ -101,7 +101,7 @@ def built_on(name: str) -> list[str]:
 
     Example:
         >>> built_on("reblur-cpu")
-        ['reblur-l1-cpu', 'reblur-module-cpu']
+        ['reblur-module-cpu', 'blind-refiner-cpu']
     """
     meta = metadata(name)
     keys = WARM_STARTS.get(meta["model_name"], {})
