@@ -316,12 +316,12 @@ def test_non_blind_learned_methods_are_told_sigma_and_blind_ones_are_not(monkeyp
             return y
 
     names = {"rgdn": "rgdn-cpu", "deq-jfb": "deq-jfb-cpu", "deq-implicit": "deq-implicit-cpu",
-             "feedforward": "feedforward-cpu", "reblur": "reblur-cpu"}
+             "feedforward": "feedforward-cpu", "reblur-l1": "reblur-l1-cpu"}
     monkeypatch.setattr(methods, "_MODELS", {(c, "cpu"): Recorder(c) for c in names.values()})
     for method in names:
         methods.get_method(method).run(torch.rand(1, 1, 32, 32), motion(5, 0), 0.03, None, {})
     assert all(calls[names[m]] == (0.03,) for m in ("rgdn", "deq-jfb", "deq-implicit", "feedforward"))
-    assert calls["reblur-cpu"] == ()
+    assert calls["reblur-l1-cpu"] == ()
 
 
 def test_blind_methods_use_neither_the_kernel_nor_sigma():
