@@ -300,7 +300,7 @@ def markdown(out: dict) -> str:
     lines += ["", f"Set12 {', '.join(s['images'])} × {s['kernels']}, `{s['boundary']}` blur, σ = {s['sigma']:g}: "
               f"{s['cases']} cases, PSNR/SSIM aligned within ±{s['align']} px; commit `{out['environment']['commit'][:10]}`. "
               f"Every row after `blind-tv` corrects blind TV's estimate. Reblur gap (×10³) and reblurring PSNR by the "
-              f"independent judge. `L_blur` / identity's: critic {mods['critic']['ratio']:.2f}, judge "
+              f"independent judge. `L_blur` / identity's: M_R {mods['critic']['ratio']:.2f}, judge "
               f"{mods['judge']['ratio']:.2f}."]
     lines.append("")
     lines.append("| paired difference (95 % bootstrap interval) | PSNR (dB) | blur effect | reblur gap |")
