@@ -94,9 +94,10 @@ def first_stage_bank(data_cfg: dict, device: torch.device) -> FirstStageBank:
     """The bank a ``task: refine`` config trains on (:mod:`deblur_edu.first_stage`), checked against its recipe."""
     args = (data_cfg["bank"], data_cfg["patch"], data_cfg.get("holdout", 32),
             data_cfg.get("draw_seed", data_cfg.get("seed", 0)), str(device), data_cfg.get("keep", "all"))
-    noise_free = data_cfg.get("reblur_target", "noisy") == "noise-free"
-    if data_cfg.get("reblur_target", "noisy") not in ("noisy", "noise-free"):
-        raise ValueError(f"data.reblur_target must be 'noisy' or 'noise-free', got {data_cfg['reblur_target']!r}.")
+    target = data_cfg.get("reblur_target", "noisy")  # what a reblurring module rebuilds: y, or y without its noise
+    if target not in ("noisy", "noise-free"):
+        raise ValueError(f"data.reblur_target must be 'noisy' or 'noise-free', got {target!r}.")
+    noise_free = target == "noise-free"
     if (args, noise_free) not in _BANKS:
         _BANKS.clear()  # one bank at a time
         _BANKS[args, noise_free] = FirstStageBank(*args, expected=first_stage.recipe(data_cfg), noise_free=noise_free)

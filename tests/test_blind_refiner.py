@@ -260,3 +260,10 @@ def test_a_bank_whose_images_are_not_its_recipes_is_refused_a_noise_free_target(
     FirstStageBank(copy, 32, holdout=4)  # without the target, nothing to check
     with pytest.raises(ValueError, match="rebuild it on the CPU"):
         FirstStageBank(copy, 32, holdout=4, noise_free=True)
+
+
+def test_an_unknown_reblurring_target_is_refused_before_the_bank_is_read(bank):
+    from deblur_edu.train import first_stage_bank
+
+    with pytest.raises(ValueError, match="reblur_target must be 'noisy' or 'noise-free'"):
+        first_stage_bank({**bank, "reblur_target": "clean"}, torch.device("cpu"))
