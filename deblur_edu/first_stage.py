@@ -48,6 +48,12 @@ def recipe(data: dict) -> dict:
     return {key: (list(data[key]) if isinstance(data.get(key), (list, tuple)) else data.get(key)) for key in keys}
 
 
+def bank_photos(data: dict, device: torch.device | str = "cpu") -> ImageBank:
+    """The photographs a bank's crops are cut from: those large enough for a crop and its kernel's margin."""
+    side = data["bank_patch"] + 2 * data["kernel_size"]
+    return ImageBank(list(load_photos(data.get("photos"), min_side=side).values()), device)
+
+
 def bank_synthesis(data: dict, photos: ImageBank, b: int, sigma: float | None = None) -> BlurSynthesis:
     """The synthesis of bank batch ``b``: its own σ (drawn from the seed and ``b``), or ``sigma`` (e.g. 0). The
     kernels and crops do not depend on σ, so ``sigma=0`` gives the same batch without its noise."""
@@ -60,11 +66,10 @@ def bank_synthesis(data: dict, photos: ImageBank, b: int, sigma: float | None = 
                          seed=data["seed"], centre_kernels=True)
 
 
-def noise_free_blurred(data: dict, device: torch.device | str = "cpu") -> torch.Tensor:
+def noise_free_blurred(data: dict) -> torch.Tensor:
     """Every bank sample's blurry image *without its noise* (8-bit, in the bank's order), recomputed from the recipe in
-    seconds: the target a reblurring module can learn (the noise in ``y`` is what no module can predict)."""
-    photos = ImageBank(list(load_photos(data.get("photos"), min_side=data["bank_patch"] + 2 * data["kernel_size"]).values()),
-                       device)
+    seconds on the CPU: the target a reblurring module can learn (the noise in ``y`` is what no module can predict)."""
+    photos = bank_photos(data)
     out = [(bank_synthesis(data, photos, b, sigma=0.0).batch(step=b, size=BANK_BATCH)["blurred"] * 255).round()
            .to("cpu", torch.uint8) for b in range(data["bank_size"] // BANK_BATCH)]
     return torch.cat(out)
@@ -74,7 +79,7 @@ def checked_noise_free(blurred: torch.Tensor, data: dict) -> torch.Tensor:
     """:func:`noise_free_blurred` on the CPU, checked against the stored blurry images: what separates the two must be
     noise of at most the recipe's largest σ (plus rounding). The draws are the CPU generator's; a bank built on another
     device drew other scenes and kernels, and is refused rather than paired with the wrong targets."""
-    clean = noise_free_blurred(data, "cpu")
+    clean = noise_free_blurred(data)
     residual = (blurred.float() - clean.float()).flatten(1).std(dim=1) / 255
     if not bool((residual <= 1.5 * data["sigma_range"][1] + 2 / 255).all()):
         raise ValueError("the bank's blurry images are not its recipe's images plus noise (was it built on another "
@@ -102,7 +107,7 @@ def build_part(data: dict, part: int, parts: int, first_stage: Callable[[torch.T
             raise ValueError(f"{path} was built from another data recipe; delete {path.parent} to rebuild the bank.")
         log(f"kept {path} (built from this recipe)")
         return path
-    photos = ImageBank(list(load_photos(data.get("photos"), min_side=side + 2 * data["kernel_size"]).values()), device)
+    photos = bank_photos(data, device)
     out = {key: [] for key in KEYS}
     batches = range(part, count // BANK_BATCH, parts)
     start = time.time()

@@ -217,9 +217,9 @@ def test_the_noise_free_target_is_each_blurry_image_without_its_noise(bank):
     b = FirstStageBank(bank["bank"], 32, holdout=4, noise_free=True)
     stored, clean = b.images["blurred"].float() / 255, b.images["blurred_clean"].float() / 255
     assert b.images["blurred_clean"].dtype == torch.uint8 and clean.shape == stored.shape
+    photos = first_stage.bank_photos(bank)
     for batch in range(2):  # one σ per batch of 8: what is left is the noise, of that σ
-        photos = ImageBank(list(first_stage.load_photos(bank["photos"], min_side=64 + 62).values()), "cpu")
-        synth = first_stage.bank_synthesis({**bank, "bank_patch": 64}, photos, batch)
+        synth = first_stage.bank_synthesis(bank, photos, batch)
         sigma = synth.sigma_range[0]
         again = (synth.batch(step=batch, size=8)["blurred"] * 255).round() / 255
         assert torch.equal(again, stored[8 * batch:8 * (batch + 1)])

@@ -176,15 +176,14 @@ def estimators(tta: dict, extra: tuple[str, ...] = ()) -> dict[str, Estimate]:
     """Each deblurrer as ``f(y, k, σ, x̂₀)``: the second stages are handed the shared first stage ``x̂₀``."""
     defaults = load_defaults()
 
-    def second(name: str) -> Estimate:
-        model = pretrained(SECOND_STAGES[name])  # loaded once, outside the timed calls
+    models = {name: pretrained(ckpt) for name, ckpt in SECOND_STAGES.items()}  # loaded once, outside the timed calls
+
+    def second(model: nn.Module) -> Estimate:
         return lambda y, k, s, first: model(y, first=first)
 
-    pair = pretrained("reblur-cpu")
-
     out: dict[str, Estimate] = {"blurred": lambda y, k, s, first: y, "blind-tv": lambda y, k, s, first: first}
-    out |= {name: second(name) for name in SECOND_STAGES}
-    out["reblur-tta"] = lambda y, k, s, first: adapt_each(pair, y, first, tta)
+    out |= {name: second(model) for name, model in models.items()}
+    out["reblur-tta"] = lambda y, k, s, first: adapt_each(models["reblur"], y, first, tta)  # reblur-cpu, adapted
     out |= {name: (lambda n: lambda y, k, s, first: METHODS[n](y, k, s, defaults))(name) for name in extra}
     return out
 
