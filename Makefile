@@ -109,7 +109,7 @@ reblur-checkpoints: setup
 	$(PY) -m deblur_edu.experiments.ch5_reblur_eval --json benchmarks/reblur.json --readme README.md --record \
 	  --tta-lr $$($(PY) -c "import json; print(json.load(open('benchmarks/reblur_tta_tune.json'))['chosen_lr'])")
 
-# chapter 6's encoder: the end-to-end blind U-Net trained with L1 on 13-px shakes (reblur-l1; with snapshots)
+# the end-to-end blind U-Net trained with L1 on 13-px shakes (reblur-l1, the one-step comparator; with snapshots)
 reblur-l1-checkpoint: setup
 	$(PY) -m deblur_edu.train reblur --config cpu-l1 --resume --no-progress
 	$(MAKE) copy-runs RUNS="reblur-cpu-l1:reblur-l1-cpu"
@@ -140,9 +140,10 @@ copy-runs:
 	  cp runs/$$run/model.pt deblur_edu/zoo/weights/$$name.pt; cp runs/$$run/model.json deblur_edu/zoo/weights/$$name.json; \
 	  cp runs/$$run/log.jsonl benchmarks/$$name-log.jsonl; done
 
-# chapter 6: four reversible sub-decoders + a degradation classifier on the frozen encoder of
-# the end-to-end L1 U-Net (needs make reblur-l1-checkpoint); copy, then measure peak training
-# memory, PSNR per sub-decoder and patch exiting (decoder timings on one thread), and record them
+# chapter 6: four reversible sub-decoders + a degradation classifier on the frozen encoder of chapter 5's
+# two-stage deblurrer, trained on its bank (needs make blind-refiner-checkpoint); copy, then measure peak training
+# memory, PSNR per sub-decoder against that refiner and patch exiting on the blind split (decoder timings on one
+# thread), and record them. The config's class thresholds: python -m deblur_edu.experiments.ch6_adarevd_eval --class-thresholds cpu
 adarevd-checkpoint: setup
 	$(PY) -m deblur_edu.train adarevd --config cpu --resume --no-progress
 	cp runs/adarevd-cpu/model.pt deblur_edu/zoo/weights/adarevd-cpu.pt

@@ -175,6 +175,24 @@ def test_the_training_loop_trains_the_refiner_on_the_bank(bank, tmp_path):
     assert torch.isfinite(MODELS["blind-refiner"].loss(model, FirstStageBank(bank["bank"], 32, holdout=4).batch(0, 4)))
 
 
+def test_the_training_loop_trains_a_two_stage_adarevd_on_the_bank(bank, tmp_path):
+    """Chapter 6's sub-decoders learn from the same bank as the refiner: the loss reads ``first``."""
+    from deblur_edu.train import train
+    from deblur_edu.zoo import pretrained
+
+    cfg = {"model": {"width": 4, "levels": 2, "blocks": 1, "columns": 2, "two_stage": True, "classifier_hidden": 8,
+                     "thresholds": [23.0, 28.0]}, "data": bank,
+           "train": {"batch_size": 4, "steps": 4, "lr": 1e-3, "weight_decay": 0.0, "clip": 1.0, "seed": 0,
+                     "amp": False, "log_every": 2, "ckpt_every": 2, "val_every": 2, "val_size": 4}}
+    path = train("adarevd", cfg, tmp_path / "run", device="cpu", progress=False)
+    model = pretrained(str(path))
+    batch = FirstStageBank(bank["bank"], 32, holdout=4).held_out(4)
+    with torch.no_grad():
+        estimates = model.estimates(batch["blurred"], first=batch["first"])
+    assert len(estimates) == 2 and estimates[-1].shape == batch["sharp"].shape
+    assert json.loads((tmp_path / "run" / "model.json").read_text())["training"]["first_stage_seconds"] > 0
+
+
 def test_a_built_part_is_kept_never_recomputed_or_overwritten(bank, photos):
     path = first_stage.bank_files(bank["bank"])[0]
     before, messages = path.stat().st_mtime_ns, []

@@ -48,7 +48,7 @@ def test_building_from_a_config_ignores_the_names_of_other_checkpoints(monkeypat
 
 def test_what_a_checkpoint_was_started_from_is_read_from_the_configs():
     assert zoo_shipped.built_on("reblur-cpu") == ["reblur-module-cpu", "blind-refiner-cpu"]
-    assert zoo_shipped.built_on("adarevd-cpu") == ["reblur-l1-cpu"]
+    assert zoo_shipped.built_on("adarevd-cpu") == ["blind-refiner-cpu"]
     assert zoo_shipped.built_on("rgdn-cpu") == ["denoiser-cpu"]
     assert zoo_shipped.built_on("rgdn-unet-cpu") == []
 

@@ -280,8 +280,8 @@ METHODS: dict[str, Method] = {
                "CNN once on the Tikhonov start (the DEQ's size, no equilibrium), shipped checkpoint",
                checkpoint="feedforward-cpu"),
         Method("reblur-l1", _shipped("reblur-l1-cpu"), None, [],
-               "end-to-end blind U-Net trained with L1 on 13-px shakes (the encoder of chapter 6's AdaRevD), "
-               "shipped checkpoint", checkpoint="reblur-l1-cpu", blind=True),
+               "end-to-end blind U-Net trained with L1 on 13-px shakes (no first stage: the one-step comparator of "
+               "chapter 5's two-stage deblurrer), shipped checkpoint", checkpoint="reblur-l1-cpu", blind=True),
         Method("reblur-l1-ft", _refined("reblur-l1-ft-cpu", "blind-tv"), None, [],
                "chapter 5's two-stage deblurrer (blind-refiner) fine-tuned 600 more steps with L1 alone: the control "
                "of reblur, shipped checkpoint", checkpoint="reblur-l1-ft-cpu", blind=True),
@@ -292,9 +292,10 @@ METHODS: dict[str, Method] = {
         Method("reblur-tta", _reblur_tta, None, [],
                "reblur adapted per image by the self-supervised reblurring loss (its second stage only), "
                "shipped checkpoint", checkpoint="reblur-cpu", blind=True),
-        Method("adarevd", _shipped("adarevd-cpu"), None, [],
-               "the end-to-end L1 U-Net's encoder (reblur-l1), frozen, with reversible sub-decoders (AdaRevD, Mao et al. 2024), "
-               "whole image through every sub-decoder, shipped checkpoint", checkpoint="adarevd-cpu", blind=True),
+        Method("adarevd", _refined("adarevd-cpu", "blind-tv"), None, [],
+               "chapter 5's two-stage deblurrer (blind-refiner) with its U-Net's encoder frozen and four reversible "
+               "sub-decoders in place of its decoder (AdaRevD, Mao et al. 2024), whole image through every sub-decoder, "
+               "shipped checkpoint", checkpoint="adarevd-cpu", blind=True),
     ]
 }
 

@@ -236,8 +236,8 @@ def fallback_benchmark(split: str, crop: int, reason: Exception) -> Benchmark:
     return bench
 
 
-# ----- the end-to-end U-Net's kernels (chapter 6) --------------------------------------------------------------
-#: the end-to-end blind U-Net's kernels (chapter 6's encoder): camera shakes of its training size, from seeds no training sample uses
+# ----- the end-to-end U-Net's kernels (reblur-l1) ---------------------------------------------------------------
+#: the end-to-end blind U-Net's kernels (reblur-l1): camera shakes of its training size, from seeds no training sample uses
 SHAKE_SIZE = 13
 SHAKE_SEEDS = {"test": 10**9, "tune": 2 * 10**9, "extra": 3 * 10**9}
 

@@ -3,9 +3,12 @@ r"""Adaptive patch exiting (AdaRevD, Mao, Li & Wang, CVPR 2024): easy patches st
 A patch that is hardly blurred needs little decoding. AdaRevD labels each training patch
 with a **degradation class** from the PSNR of its blurry version against the sharp one,
 
-    class = #{ τ ∈ thresholds : PSNR(y, x) < τ }          (thresholds 20, 25, 30, 35, 40 dB)
+    class = #{ τ ∈ thresholds : PSNR(y, x) < τ }
 
-so class 0 is almost clean and class 5 badly blurred; a small classifier learns to predict
+(the paper's thresholds are 20, 25, 30, 35, 40 dB, the default here; a model takes its own, e.g. chapter 6's
+23 and 28 dB, which cut its training crops into thirds), so class 0 is almost clean and the last class badly
+blurred. On a two-stage deblurrer the class still reads the blurry input, not the first stage's error: how far y
+is from x says how much a tile has to be restored, whatever stage does it. A small classifier learns to predict
 the class from the frozen encoder's deepest features; and at test time each tile of the
 image leaves the decoder after the number of sub-decoders its predicted class maps to
 (:func:`exit_after`), with a knob that trades speed for quality.
@@ -38,7 +41,7 @@ def degradation_class(blurred: torch.Tensor, sharp: torch.Tensor, thresholds=THR
         tensor([0, 5])
     """
     p = psnr(blurred.clamp(0, 1), sharp)
-    return (p[:, None] < torch.tensor(thresholds, device=p.device)[None, :]).sum(1)
+    return (p[:, None] < torch.tensor(thresholds, device=p.device, dtype=p.dtype)[None, :]).sum(1)
 
 
 class DegradationClassifier(nn.Module):
@@ -69,7 +72,8 @@ def adaptive_deblur(decoder: ReversibleDecoder, classifier: DegradationClassifie
 
     The tiles are encoded once, as one batch; the classifier reads their bottleneck features;
     each group of tiles with the same exit point runs that many sub-decoders; the outputs are
-    blended (:mod:`.tiling`). Tiles are decoded ``chunk`` at a time, so that memory stays
+    blended (:mod:`.tiling`). ``y`` is what the encoder reads: the blurry image, or ``[y, x̂₀]`` stacked for
+    a two-stage encoder (the output then has one channel). Tiles are decoded ``chunk`` at a time, so that memory stays
     bounded on large images and every setting decodes in batches of the same size (one huge
     batch runs slower per tile on a CPU, which would flatter any method that splits it).
     ``exits`` (B, rows, cols) overrides the classifier (e.g. all
@@ -98,12 +102,12 @@ def adaptive_deblur(decoder: ReversibleDecoder, classifier: DegradationClassifie
     exits = exits.reshape(y.shape[0], len(rows), len(cols))
     clock.lap("encode")
     ids = exits.reshape(-1).to(y.device)
-    out = torch.empty_like(tiles)
+    out = torch.empty_like(tiles[:, -decoder.encoder.channels:])
     for n in torch.unique(ids).tolist():
         for part in torch.nonzero(ids == n).flatten().split(chunk):  # at most `chunk` tiles at a time
             out[part] = decoder(tiles[part], n=n, encoded=(padded[part], [f[part] for f in features]))[-1]
     clock.lap("decode")
-    blended = blend_tiles(out, y.shape, rows, cols, tile, overlap)
+    blended = blend_tiles(out, (y.shape[0], out.shape[1], *y.shape[2:]), rows, cols, tile, overlap)
     clock.lap("blend")
     return blended, exits
 

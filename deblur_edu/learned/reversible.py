@@ -22,7 +22,9 @@ state follows from the new one, from the coarsest level down:
 so backpropagation needs **no stored activations**: :class:`ReversibleFunction` keeps only
 the last column's state and, going backwards, rebuilds each column's input from its output
 and recomputes that one column with autograd on. Memory does not grow with the number of
-columns. Each column has its own head: sub-decoder ``i`` predicts ``x̂_i = y + head_i(c_0)``.
+columns. Each column has its own head: sub-decoder ``i`` predicts ``x̂_i = y + head_i(c_0)`` — or, on the
+encoder of a two-stage deblurrer that reads ``[y, x̂₀]`` (chapter 5's), ``x̂_i = x̂₀ + head_i(c_0)``: the
+estimate starts from the input's last image, as the encoder's own decoder did.
 
 Anything random must be drawn again identically when a column is inverted and recomputed.
 Here the only randomness is the optional dropout, and its masks come from a generator
@@ -245,24 +247,31 @@ class ReversibleDecoder(nn.Module):
                 residuals.append(column.head(state[0]))
             return residuals
 
-    def encode(self, y: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """``y`` padded (replicate) to a multiple of ``2^levels``, and the frozen encoder's features."""
-        y = check_image(y, "y")
-        check_channels(y, self.encoder.channels, "ReversibleDecoder")
-        check_model_dtype(y, self, "ReversibleDecoder")
-        H, W = y.shape[-2:]
+    def encode(self, inputs: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``inputs`` padded (replicate) to a multiple of ``2^levels``, and the frozen encoder's features.
+        ``inputs``: what the encoder reads — ``y``, or ``[y, x̂₀]`` stacked for a two-stage encoder."""
+        inputs = check_image(inputs, "the encoder's input", value_range=False)  # a first estimate x̂₀ may overshoot …
+        check_image(inputs[:, :1], "y")  # … the blurry image may not
+        if inputs.shape[1] != self.encoder.stem.in_channels and self.encoder.stem.in_channels > self.encoder.channels:
+            raise ValueError(f"this decoder's encoder reads {self.encoder.stem.in_channels} stacked images ([y, x̂₀] for a "
+                             f"two-stage deblurrer), got {inputs.shape[1]} channel(s): pass AdaRevD.inputs(y, first).")
+        check_channels(inputs, self.encoder.stem.in_channels, "ReversibleDecoder")
+        check_model_dtype(inputs, self, "ReversibleDecoder")
+        H, W = inputs.shape[-2:]
         m = 2 ** self.encoder.levels
-        padded = F.pad(y, (0, -W % m, 0, -H % m), mode="replicate")
+        padded = F.pad(inputs, (0, -W % m, 0, -H % m), mode="replicate")
         with torch.no_grad():
             return padded, self.encoder.encode(padded)
 
-    def forward(self, y: torch.Tensor, n: int | None = None,
+    def forward(self, inputs: torch.Tensor, n: int | None = None,
                 encoded: tuple[torch.Tensor, list[torch.Tensor]] | None = None) -> list[torch.Tensor]:
-        """``[x̂_1, …, x̂_n]``: the estimate after each sub-decoder, ``x̂_i = y + head_i(c_0)``
+        """``[x̂_1, …, x̂_n]``: the estimate after each sub-decoder, the input's last image plus the head's
+        residual — ``x̂_i = y + head_i(c_0)``, or ``x̂₀ + head_i(c_0)`` for ``inputs = [y, x̂₀]``
         (``encoded``: :meth:`encode`'s result, when the caller already has it)."""
-        H, W = y.shape[-2:]
-        padded, features = encoded if encoded is not None else self.encode(y)
-        return [(padded + r)[..., :H, :W] for r in self.decode(features, n)]
+        H, W = inputs.shape[-2:]
+        padded, features = encoded if encoded is not None else self.encode(inputs)
+        start = padded[:, -self.encoder.channels:]
+        return [(start + r)[..., :H, :W] for r in self.decode(features, n)]
 
 
 def multi_decoder_loss(estimates: Sequence[torch.Tensor], sharp: torch.Tensor, fft_weight: float = 0.01) -> torch.Tensor:

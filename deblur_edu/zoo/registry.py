@@ -68,7 +68,9 @@ def self_computed_loss(model: nn.Module, batch: dict) -> torch.Tensor:
     reblurring losses, chapter 6's multi-decoder loss): a model whose loss needs more than
     ``model(y, k)`` computes it itself, as DistributedDataParallel requires."""
     if "first" in batch:  # a two-stage deblurrer's batch from a first stage's bank: no kernel, x̂₀ instead
-        return model(batch["blurred"], sharp=batch["sharp"], first=batch["first"], reblur_target=batch.get("blurred_clean"))
+        # a reblurring module's target, when the bank gives it (data.reblur_target: noise-free)
+        extra = {"reblur_target": batch["blurred_clean"]} if "blurred_clean" in batch else {}
+        return model(batch["blurred"], sharp=batch["sharp"], first=batch["first"], **extra)
     return model(batch["blurred"], batch["kernel"], sharp=batch["sharp"])
 
 
@@ -89,7 +91,8 @@ def denoising_loss(model: nn.Module, batch: dict) -> torch.Tensor:
 WARM_STARTS: dict[str, dict[str, tuple[str, str]]] = {
     "reblur": {"deblurrer_from": ("deblurrer", "deblurrer"), "reblurrer_from": ("reblurrer", "reblurrer"),
                "refiner_from": ("deblurrer", "")},  # the two-stage pair's M_D: a blind-refiner checkpoint, whole
-    "adarevd": {"encoder": ("decoder.encoder", "deblurrer")},
+    "adarevd": {"encoder": ("decoder.encoder", "deblurrer"),  # an end-to-end U-Net's (reblur-l1-cpu)
+                "refiner_from": ("decoder.encoder", "unet")},  # a two-stage deblurrer's U-Net (blind-refiner-cpu)
     "deq": {"denoiser_from": ("denoiser", "")},  # the hqs form's denoiser: chapter 2's, whole
     "feedforward": {"denoiser_from": ("denoiser", "")},  # the unet prior's, likewise
     "rgdn": {"denoiser_from": ("denoiser", "")},  # the denoiser prior's, likewise

@@ -90,7 +90,8 @@ def warm_start(model_name: str, model: nn.Module, cfg: dict) -> list[str]:
             mine.load_state_dict(theirs.state_dict())
         except RuntimeError as err:
             raise ValueError(f"{key}: the {source} of the checkpoint {name} does not fit this config's {target} "
-                             f"(width, levels, blocks, shape): make them agree.\n{err}") from None
+                             f"(width, levels, blocks, input channels — two_stage: true for a two-stage deblurrer's U-Net): "
+                             f"make them agree.\n{err}") from None
         done.append(f"{target} from {name}")
     return done
 
