@@ -52,6 +52,7 @@ from ..learned.tiling import check_tiling, gather_tiles, tile_starts
 from ..metrics import paired_bootstrap, psnr, ssim
 from ..metrics.alignment import align_to
 from ..runtime import pick_device, provenance, write_json
+from ..train import first_stage_bank, load_config
 from ..zoo import WEIGHTS_DIR, metadata, pretrained
 from ..zoo.checkpoints import write_metrics
 
@@ -280,8 +281,6 @@ def class_thresholds(data: dict, classes: int = 3, batches: int = 40, size: int 
     """The blurry-image PSNRs that cut the training crops of a bank config (``data``, a ``task: refine``
     section) into ``classes`` equally populated classes, rounded to whole dB: ``batches`` × ``size`` crops
     drawn as training draws them."""
-    from ..train import first_stage_bank
-
     bank = first_stage_bank(data, torch.device("cpu"))
     values = torch.cat([psnr(b["blurred"].clamp(0, 1), b["sharp"]) for b in (bank.batch(step, size)
                                                                             for step in range(batches))])
@@ -323,8 +322,6 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     checkpoint = Path(args.checkpoint).with_suffix(".pt")
     if args.class_thresholds:
-        from ..train import load_config
-
         with user_errors(p):
             found = class_thresholds(load_config("adarevd", args.class_thresholds)["data"])
         print(f"{found['crops']} training crops of {found['patch']}² (drawn as training draws them): "
