@@ -47,7 +47,7 @@ from ..bench.report import block_bounds, refuse_fallback, replace_block
 from ..bench.run import check_alignment
 from ..cli import positive_int, user_errors
 from ..learned import AdaRevD
-from ..learned.patch_exit import adaptive_deblur, degradation_class, exit_after
+from ..learned.patch_exit import adaptive_deblur, check_tile_sides, degradation_class, exit_after
 from ..learned.tiling import check_tiling, gather_tiles, tile_starts
 from ..metrics import paired_bootstrap, psnr, ssim
 from ..metrics.alignment import align_to
@@ -141,18 +141,19 @@ def tile_grid(y: torch.Tensor, tile: int, overlap: int) -> tuple[int, int]:
     return len(tile_starts(y.shape[-2], tile, overlap)), len(tile_starts(y.shape[-1], tile, overlap))
 
 
-def tile_classes(model: AdaRevD, case: Case, tile: int, overlap: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """What the encoder reads, tiled (as one batch), and each tile's true degradation class."""
-    inputs = model.inputs(case.y, case.first)
-    tiles, _, _ = gather_tiles(inputs, tile, overlap)
-    ty, _, _ = gather_tiles(case.y, tile, overlap)
-    tx, _, _ = gather_tiles(case.x, tile, overlap)
-    return tiles, degradation_class(ty, tx, model.thresholds)
+def tiles_of(t: torch.Tensor | None, tile: int, overlap: int) -> torch.Tensor | None:
+    """``t`` cut into overlapping tiles, as one batch (None stays None: a one-stage model has no first stage)."""
+    return None if t is None else gather_tiles(t, tile, overlap)[0]
+
+
+def tile_classes(model: AdaRevD, case: Case, tile: int, overlap: int) -> torch.Tensor:
+    """Each tile's true degradation class (from its blurry and sharp versions)."""
+    return degradation_class(tiles_of(case.y, tile, overlap), tiles_of(case.x, tile, overlap), model.thresholds)
 
 
 def true_exits(model: AdaRevD, case: Case, tile: int, overlap: int, knob: int = 0) -> torch.Tensor:
     """The exit points a perfect classifier would give: from each tile's true degradation class."""
-    _, classes = tile_classes(model, case, tile, overlap)
+    classes = tile_classes(model, case, tile, overlap)
     exits = exit_after(classes, len(model.decoder.columns), model.classifier.fc.out_features, knob)
     return exits.reshape(case.y.shape[0], *tile_grid(case.y, tile, overlap))
 
@@ -164,8 +165,8 @@ def classifier_confusion(model: AdaRevD, data: list[Case], tile: int, overlap: i
     classes = model.classifier.fc.out_features
     matrix = torch.zeros(classes, classes, dtype=torch.long)
     for case in data:
-        tiles, truth = tile_classes(model, case, tile, overlap)
-        predicted = model.classifier(model.decoder.encode(tiles)[1][-1]).argmax(1)
+        truth = tile_classes(model, case, tile, overlap)
+        predicted = model.classify(tiles_of(case.y, tile, overlap), tiles_of(case.first, tile, overlap))
         matrix += torch.bincount(truth * classes + predicted, minlength=classes * classes).reshape(classes, classes)
     total = int(matrix.sum())
     return {"accuracy": int(matrix.diag().sum()) / total, "confusion": matrix.tolist(),
@@ -343,10 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.readme:
             refuse_fallback(bench.data, args.readme)
         check_alignment(bench, args.align)
-        m = 2 ** model.decoder.encoder.levels
-        if args.tile % m:
-            raise ValueError(f"--tile must be a multiple of {m} (the encoder's {model.decoder.encoder.levels} halvings), "
-                             f"got {args.tile}.")
+        check_tile_sides((args.tile,), model.decoder.encoder.levels)
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.time()

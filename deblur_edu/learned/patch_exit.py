@@ -64,6 +64,13 @@ def exit_after(classes: torch.Tensor, n_columns: int, n_classes: int = len(THRES
     return (base + knob).clamp(1, n_columns)
 
 
+def check_tile_sides(sides: tuple[int, ...], levels: int) -> None:
+    """Tiles go through the encoder whole: each side must be a multiple of ``2^levels``."""
+    m = 2 ** levels
+    if any(side % m for side in sides):
+        raise ValueError(f"tile sides must be multiples of {m} (the encoder's {levels} halvings); got {tuple(sides)}.")
+
+
 @torch.no_grad()
 def adaptive_deblur(decoder: ReversibleDecoder, classifier: DegradationClassifier, y: torch.Tensor, tile: int,
                     overlap: int, knob: int = 0, exits: torch.Tensor | None = None,
@@ -90,10 +97,7 @@ def adaptive_deblur(decoder: ReversibleDecoder, classifier: DegradationClassifie
     y = check_image(y, "y", value_range=False)
     check_tiling(tile, overlap)
     tiles, rows, cols = gather_tiles(y, tile, overlap)
-    m = 2 ** decoder.encoder.levels
-    if tiles.shape[-1] % m or tiles.shape[-2] % m:
-        raise ValueError(f"tile sides must be multiples of {m} (the encoder's {decoder.encoder.levels} halvings); "
-                         f"got {tuple(tiles.shape[-2:])}.")
+    check_tile_sides(tuple(tiles.shape[-2:]), decoder.encoder.levels)
     clock = Stopwatch(y.device, timings)
     padded, features = decoder.encode(tiles)
     if exits is None:
